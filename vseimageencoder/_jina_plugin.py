@@ -1,0 +1,10 @@
+"""Named in config.yml's ``py_modules``: jina loads this file by path, and importing the
+package registers the ``!VSEImageEncoder`` YAML tag."""
+import os
+import sys
+
+try:
+    import vseimageencoder.executor  # noqa: F401
+except ImportError:  # not installed: use the source tree this file belongs to
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import vseimageencoder.executor  # noqa: F401

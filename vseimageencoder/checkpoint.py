@@ -1,0 +1,348 @@
+"""Finding, safely unpickling and loading VSE++ checkpoints into a :class:`VSEImageTower`.
+
+A released checkpoint (``runs/<name>/model_best.pth.tar``) is a ``torch.save`` of::
+
+    {'epoch': int, 'model': [image_state_dict, text_state_dict], 'best_rsum': float,
+     'opt': argparse.Namespace(cnn_type=..., embed_size=..., ...), 'Eiters': int}
+
+saved with the legacy (pre-zip) serialisation. Loading is narrow on purpose: tensors go to
+the CPU, unpickling admits tensors, plain containers and ``argparse.Namespace`` only (a
+hostile pickle is refused before any of its code runs), the key remaps below are the only
+changes made to the state dict, and the final load is strict.
+"""
+import argparse
+import contextlib
+import logging
+import os
+import pickle
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+
+from .model import SUPPORTED_FAMILIES, VSEImageTower, build_tower
+
+logger = logging.getLogger(__name__)
+
+#: File name looked for when ``model_path`` is a folder (the name the releases use).
+CHECKPOINT_NAME = 'model_best.pth.tar'
+
+PathLike = Union[str, os.PathLike]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint could not be used; the message names the file and the fault."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """No checkpoint at any of the paths tried."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The file's pickle asks for code other than tensors, containers and Namespace."""
+
+
+class NotACheckpointError(CheckpointError):
+    """The file is not a torch checkpoint at all (wrong format, truncated, empty)."""
+
+
+class NotVSECheckpointError(CheckpointError):
+    """A torch checkpoint, but not one of a VSE++ model."""
+
+
+@dataclass(frozen=True)
+class TowerOptions:
+    """The training options that shape the image tower (VSE++ ``opt`` fields)."""
+
+    cnn_type: Optional[str]  # None for ``*_precomp`` models, which have no backbone
+    embed_size: int = 1024
+    img_dim: int = 4096
+    no_imgnorm: bool = False
+    use_abs: bool = False
+    data_name: str = ''
+
+    @property
+    def precomputed(self) -> bool:
+        return self.cnn_type is None
+
+
+# --------------------------------------------------------------------------- paths
+
+def resolve_checkpoint_path(model_path: PathLike, search_dirs: Sequence[PathLike] = ()) -> Path:
+    """The checkpoint file ``model_path`` names.
+
+    ``model_path`` is a checkpoint file or a folder holding ``model_best.pth.tar``. An
+    absolute path is used as is. A relative one is tried against the working directory
+    first, then against each of ``search_dirs`` in order (the executor passes the folder
+    of its YAML config and the folder the package is installed from), and the first that
+    exists wins. Raises :class:`CheckpointNotFoundError` listing every path tried.
+    """
+    raw = Path(os.path.expanduser(os.fspath(model_path)))
+    if raw.is_absolute():
+        bases = [raw]
+    else:
+        bases = [Path.cwd() / raw] + [Path(d) / raw for d in search_dirs]
+    tried: List[str] = []
+    for candidate in _unique(bases):
+        target = candidate / CHECKPOINT_NAME if candidate.is_dir() else candidate
+        tried.append(str(target))
+        if target.is_file():
+            return target
+    hint = ('; get the weights with `vseimageencoder download f30k_vse++_vggfull --dest %s`'
+            % os.fspath(model_path))
+    raise CheckpointNotFoundError(
+        'no VSE++ checkpoint for model_path=%r; tried: %s%s'
+        % (os.fspath(model_path), ', '.join(tried), hint))
+
+
+def _unique(paths: Iterable[Path]) -> List[Path]:
+    seen, out = set(), []
+    for p in paths:
+        key = os.path.normpath(str(p))
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+# --------------------------------------------------------------------------- unpickling
+
+@contextlib.contextmanager
+def _namespace_allowed():
+    """Admit ``argparse.Namespace`` (the pickled ``opt``) to torch's weights-only unpickler."""
+    ser = torch.serialization
+    if hasattr(ser, 'safe_globals'):  # torch >= 2.5: scoped, leaves no global trace
+        with ser.safe_globals([argparse.Namespace]):
+            yield
+    elif hasattr(ser, 'add_safe_globals'):  # torch 2.4
+        ser.add_safe_globals([argparse.Namespace])
+        yield
+    else:
+        raise CheckpointError(
+            'torch %s cannot unpickle checkpoints safely (no weights-only allow-list); '
+            'torch >= 2.4 is required' % torch.__version__)
+
+
+def _is_refused_global(message: str) -> bool:
+    # torch's weights-only unpickler says so when a pickle names a callable or class
+    # outside its allow-list; other unpickling errors mean a broken or foreign file.
+    markers = ('Unsupported global', 'Unsupported class', 'GLOBAL', 'not an allowed global',
+               'Trying to call reduce')
+    return any(m in message for m in markers)
+
+
+def read_checkpoint(path: PathLike) -> Mapping:
+    """Unpickle a checkpoint file onto the CPU, admitting no code.
+
+    Handles both torch serialisation formats (zip, and the legacy one the releases use).
+    Raises :class:`UnsafeCheckpointError` for a pickle that would import or call anything
+    but tensors, plain containers and ``argparse.Namespace``, and
+    :class:`NotACheckpointError` for files that are not torch checkpoints.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointNotFoundError('checkpoint file %s does not exist' % path)
+    with open(path, 'rb') as f:
+        head = f.read(4)
+    if not head:
+        raise NotACheckpointError('checkpoint file %s is empty' % path)
+    # torch.save writes a zip archive, or (legacy format) a pickle, which opens with PROTO.
+    if not (head.startswith(b'PK') or head.startswith(b'\x80')):
+        raise NotACheckpointError('%s is not a torch checkpoint: it is neither a zip archive nor a '
+                                  'pickle (starts with %r)' % (path, head))
+    try:
+        with _namespace_allowed(), warnings.catch_warnings():
+            # torch warns about pickle protocols other than 2; the unpickler decides anyway.
+            warnings.simplefilter('ignore', UserWarning)
+            obj = torch.load(str(path), map_location='cpu', weights_only=True)
+    except CheckpointError:
+        raise
+    except pickle.UnpicklingError as e:
+        msg = str(e)
+        if _is_refused_global(msg):
+            raise UnsafeCheckpointError(
+                'refused to load %s: its pickle names objects other than tensors and plain '
+                'data, which could run code (%s)' % (path, _first_line_of_interest(msg))) from None
+        raise NotACheckpointError('%s is not a torch checkpoint (%s)'
+                                  % (path, _first_line_of_interest(msg))) from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, KeyError,
+            AttributeError, TypeError, IndexError, UnicodeDecodeError) as e:
+        raise NotACheckpointError('%s is not a readable torch checkpoint (%s: %s)'
+                                  % (path, type(e).__name__, _first_line_of_interest(str(e)))) from None
+    return obj
+
+
+def _first_line_of_interest(msg: str) -> str:
+    lines = [l.strip() for l in msg.splitlines() if l.strip()]
+    for l in lines:
+        if 'WeightsUnpickler error:' in l:
+            return l.split('WeightsUnpickler error:', 1)[1].strip()[:300]
+        if 'Unsupported' in l or 'GLOBAL' in l:
+            return l[:300]
+    return (lines[0] if lines else msg)[:300]
+
+
+# --------------------------------------------------------------------------- options
+
+_OPTION_DEFAULTS = dict(embed_size=1024, img_dim=4096, no_imgnorm=False, use_abs=False,
+                        data_name='', cnn_type='vgg19')
+
+
+def read_options(ckpt: Mapping, path: PathLike) -> TowerOptions:
+    """The tower-shaping options of a loaded checkpoint's ``opt``.
+
+    Options absent from ``opt`` take VSE++'s training defaults (``cnn_type='vgg19'``,
+    ``embed_size=1024``, ``img_dim=4096``, no flags). ``opt`` may be an
+    ``argparse.Namespace`` (as released) or a dict (re-saved checkpoints).
+    """
+    if not isinstance(ckpt, Mapping) or 'model' not in ckpt or 'opt' not in ckpt:
+        found = sorted(map(str, ckpt.keys()))[:10] if isinstance(ckpt, Mapping) else type(ckpt).__name__
+        raise NotVSECheckpointError(
+            "%s is not a VSE++ checkpoint: expected a dict with 'model' and 'opt' entries, found %s"
+            % (path, found))
+    opt = ckpt['opt']
+    if isinstance(opt, argparse.Namespace):
+        opt = vars(opt)
+    if not isinstance(opt, Mapping):
+        raise NotVSECheckpointError("%s: 'opt' is a %s, expected the training options "
+                                    '(argparse.Namespace or dict)' % (path, type(opt).__name__))
+    vals = dict(_OPTION_DEFAULTS)
+    vals.update({k: opt[k] for k in _OPTION_DEFAULTS if k in opt and opt[k] is not None})
+    data_name = str(vals['data_name'])
+    precomputed = data_name.endswith('precomp')
+    cnn_type = None if precomputed else str(vals['cnn_type'])
+    if cnn_type is not None and not cnn_type.startswith(SUPPORTED_FAMILIES):
+        raise NotVSECheckpointError(
+            '%s: cnn_type %r is not supported; VSE++ image towers use torchvision vgg* or resnet*'
+            % (path, cnn_type))
+    for key in ('embed_size', 'img_dim'):
+        try:
+            vals[key] = int(vals[key])
+        except (TypeError, ValueError):
+            raise NotVSECheckpointError('%s: option %s=%r is not an integer' % (path, key, vals[key])) from None
+        if vals[key] <= 0:
+            raise NotVSECheckpointError('%s: option %s=%r must be positive' % (path, key, vals[key]))
+    return TowerOptions(cnn_type=cnn_type, embed_size=vals['embed_size'], img_dim=vals['img_dim'],
+                        no_imgnorm=bool(vals['no_imgnorm']), use_abs=bool(vals['use_abs']),
+                        data_name=data_name)
+
+
+def image_state_dict(ckpt: Mapping, path: PathLike) -> Dict[str, torch.Tensor]:
+    """The image encoder's state dict: the first of ``ckpt['model']``."""
+    model = ckpt['model']
+    if not isinstance(model, (list, tuple)) or not model or not isinstance(model[0], Mapping):
+        raise NotVSECheckpointError(
+            "%s: 'model' should be [image_state_dict, text_state_dict], found %s"
+            % (path, type(model).__name__))
+    sd = model[0]
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise NotVSECheckpointError('%s: image state dict entries that are not tensors: %s'
+                                    % (path, ', '.join(map(str, bad[:5]))))
+    return dict(sd)
+
+
+# --------------------------------------------------------------------------- key remaps
+
+#: Prefix renames, applied in order. The releases wrapped backbones in DataParallel:
+#: ResNet as a whole, VGG's ``features`` only.
+PREFIX_REMAPS: Tuple[Tuple[str, str], ...] = (
+    ('module.', ''),  # a whole model wrapped in DataParallel (re-saved checkpoints)
+    ('cnn.module.', 'cnn.'),
+    ('cnn.features.module.', 'cnn.features.'),
+)
+
+#: VGG classifiers saved before torchvision put Dropout after the ReLUs:
+#: (Dropout, Linear, ReLU, Dropout, Linear, ReLU, Linear) -> (Linear, ReLU, Dropout, ...).
+OLD_VGG_CLASSIFIER_REMAPS: Tuple[Tuple[str, str], ...] = (
+    ('cnn.classifier.1.', 'cnn.classifier.0.'),
+    ('cnn.classifier.4.', 'cnn.classifier.3.'),
+)
+
+
+def remap_state_dict(sd: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Keys of a released image state dict renamed to those of :class:`VSEImageTower`."""
+    out: Dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        for old, new in PREFIX_REMAPS:
+            if key.startswith(old):
+                key = new + key[len(old):]
+        out[key] = value
+    # Index 1 holds weights only in the old layout (in the new one it is a ReLU).
+    if 'cnn.classifier.1.weight' in out:
+        renamed = {}
+        for key, value in out.items():
+            for old, new in OLD_VGG_CLASSIFIER_REMAPS:
+                if key.startswith(old):
+                    key = new + key[len(old):]
+                    break
+            renamed[key] = value
+        out = renamed
+    return out
+
+
+# --------------------------------------------------------------------------- loading
+
+def load_tower(path: PathLike) -> Tuple[VSEImageTower, TowerOptions]:
+    """Build the image tower a checkpoint file describes and load its weights strictly.
+
+    Returns the tower in eval mode on the CPU, float32, with gradients off, and its
+    options. Raises a :class:`CheckpointError` subclass naming ``path`` and the fault.
+    """
+    path = Path(path)
+    ckpt = read_checkpoint(path)
+    opts = read_options(ckpt, path)
+    sd = remap_state_dict(image_state_dict(ckpt, path))
+    has_cnn = any(k.startswith('cnn.') for k in sd)
+    if opts.precomputed and has_cnn:
+        raise NotVSECheckpointError('%s: data_name %r says precomputed features, but the '
+                                    'checkpoint holds backbone weights' % (path, opts.data_name))
+    if not opts.precomputed and not has_cnn:
+        raise NotVSECheckpointError(
+            '%s: options say a %s backbone (data_name %r), but the image state dict has no '
+            'cnn.* weights' % (path, opts.cnn_type, opts.data_name))
+    fc = sd.get('fc.weight')
+    if fc is None or fc.dim() != 2:
+        raise NotVSECheckpointError('%s: no fc.weight projection matrix in the image state dict' % path)
+    if fc.shape[0] != opts.embed_size:
+        raise NotVSECheckpointError('%s: fc.weight has shape %s, but embed_size is %d'
+                                    % (path, tuple(fc.shape), opts.embed_size))
+
+    tower, on_meta = build_tower(opts.cnn_type, opts.embed_size, opts.img_dim,
+                                 opts.no_imgnorm, opts.use_abs)
+    if fc.shape[1] != tower.feature_dim:
+        raise NotVSECheckpointError(
+            '%s: fc.weight has shape %s, but a %s tower gives %d-d features'
+            % (path, tuple(fc.shape), opts.cnn_type or 'precomputed', tower.feature_dim))
+    expected = tower.state_dict()
+    missing = [k for k in expected if k not in sd and not k.endswith('num_batches_tracked')]
+    unexpected = [k for k in sd if k not in expected]
+    if missing or unexpected:
+        raise NotVSECheckpointError(
+            '%s does not match a VSE++ %s image tower: %d missing keys (%s), %d unexpected keys (%s)'
+            % (path, opts.cnn_type or 'precomputed-feature', len(missing), ', '.join(missing[:5]),
+               len(unexpected), ', '.join(unexpected[:5])))
+    wrong = [(k, tuple(sd[k].shape), tuple(v.shape)) for k, v in expected.items()
+             if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
+    if wrong:
+        raise NotVSECheckpointError('%s: tensors of the wrong shape for a %s tower: %s' % (
+            path, opts.cnn_type or 'precomputed-feature',
+            '; '.join('%s is %s, expected %s' % w for w in wrong[:5])))
+    sd = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
+    if on_meta:
+        tower.load_state_dict(sd, strict=True, assign=True)
+        leftovers = [n for n, t in list(tower.named_parameters()) + list(tower.named_buffers())
+                     if t.is_meta]
+        if leftovers:  # strict loading should make this impossible; never hand out meta tensors
+            raise NotVSECheckpointError('%s left tensors unset: %s' % (path, ', '.join(leftovers[:5])))
+    else:
+        tower.load_state_dict(sd, strict=True)
+    tower.eval()
+    tower.requires_grad_(False)
+    logger.info('loaded VSE++ image tower from %s (cnn_type=%s, embed_size=%d, no_imgnorm=%s, '
+                'use_abs=%s)', path, opts.cnn_type or 'precomputed', opts.embed_size,
+                opts.no_imgnorm, opts.use_abs)
+    return tower, opts

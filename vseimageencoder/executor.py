@@ -1,0 +1,88 @@
+"""The jina 0.9.33 front end: :class:`VSEImageEncoder`, a thin executor around the tower."""
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from jina.executors.decorators import batching
+from jina.executors.encoders.frameworks import BaseTorchEncoder
+
+from .checkpoint import load_tower, resolve_checkpoint_path
+from .preprocess import check_feature_batch, check_image_batch, normalize_channel_axis
+
+#: Where relative ``model_path`` values are looked for after the working directory: the
+#: folder holding the package, which is the repository root (and config.yml's folder) for a
+#: source checkout or an editable install.
+PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+
+
+class VSEImageEncoder(BaseTorchEncoder):
+    """Encode images into VSE++ joint-space embeddings (Faghri et al., BMVC 2018).
+
+    :param model_path: a VSE++ checkpoint (``model_best.pth.tar`` as released) or a folder
+        holding one. A relative path is looked up in the working directory first, then in the
+        folder that holds the ``vseimageencoder`` package (the repository root, where
+        ``config.yml`` lives).
+    :param channel_axis: the axis of the 3 colour channels in the image batches given to
+        :meth:`encode` (1 for ``(B, 3, H, W)``, -1 or 3 for ``(B, H, W, 3)``).
+
+    jina's metas apply as usual: ``batch_size`` splits :meth:`encode` calls into batches,
+    ``on_gpu`` runs the model on ``cuda:0``.
+    """
+
+    def __init__(self, model_path: str = 'pretrained', channel_axis: int = 1, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_path = model_path
+        self.channel_axis = normalize_channel_axis(channel_axis)
+
+    def post_init(self):
+        super().post_init()
+        import torch
+
+        self.checkpoint_path = resolve_checkpoint_path(self.model_path, [PACKAGE_PARENT])
+        self.model, self.options = load_tower(self.checkpoint_path)
+        self.to_device(self.model)
+        self._torch = torch
+        self.logger.info('VSE++ image tower ready on %s: %s, %d-d embeddings, from %s' % (
+            self.device, self.options.cnn_type or 'precomputed features', self.embed_size,
+            self.checkpoint_path))
+
+    @property
+    def embed_size(self) -> int:
+        """Width of the embeddings :meth:`encode` returns."""
+        return self.options.embed_size
+
+    def encode(self, data: 'np.ndarray', *args, **kwargs) -> 'np.ndarray':
+        """Embed a batch of images.
+
+        :param data: float images normalised with the ImageNet mean/std after the VSE++
+            evaluation transform (resize 256, centre crop 224): 4-d with the 3 channels at
+            ``channel_axis``, any spatial size the backbone accepts. For ``*_precomp``
+            checkpoints, ``(B, img_dim)`` CNN features instead.
+        :return: float32 ``(B, embed_size)``, each row of unit L2 norm (unless the checkpoint
+            was trained with ``no_imgnorm``); ``(0, embed_size)`` for an empty batch.
+        """
+        if self.options.precomputed:
+            batch = check_feature_batch(data, self.options.img_dim)
+        else:
+            batch = check_image_batch(data, self.channel_axis)
+            if batch.dtype.kind != 'f':
+                raise TypeError('the image batch of shape %s has dtype %s; expected float images '
+                                'normalised with the ImageNet mean/std' % (np.shape(data), batch.dtype))
+        if batch.shape[0] == 0:
+            return np.zeros((0, self.embed_size), dtype=np.float32)
+        return self._encode_batches(batch)
+
+    @batching
+    def _encode_batches(self, batch: 'np.ndarray') -> 'np.ndarray':
+        torch = self._torch
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        with torch.inference_mode():
+            x = x.to(self.device)
+            try:
+                out = self.model(x)
+            except RuntimeError as e:
+                raise ValueError('the %s backbone cannot encode a batch of shape %s: %s' % (
+                    self.options.cnn_type or 'projection', tuple(batch.shape),
+                    str(e).splitlines()[0])) from None
+        return out.float().cpu().numpy()
