@@ -35,6 +35,15 @@ class VSEImageEncoder(BaseTorchEncoder):
         self.model_path = model_path
         self.channel_axis = normalize_channel_axis(channel_axis)
 
+    def _post_init_wrapper(self, _metas=None, _requests=None, fill_in_metas=True):
+        # jina 0.9.33 fills default metas only when none are given, so
+        # VSEImageEncoder(metas={'batch_size': 8}) would lack on_gpu and fail later with a
+        # bare AttributeError. Defaults go under whatever the caller gave.
+        if _metas and fill_in_metas:
+            from jina.executors.metas import get_default_metas
+            _metas = {**get_default_metas(), **_metas}
+        super()._post_init_wrapper(_metas, _requests, fill_in_metas)
+
     def post_init(self):
         super().post_init()
         import torch

@@ -1,0 +1,42 @@
+"""Run a test body in a freshly spawned interpreter.
+
+jina 0.9.33 forks its pods. Once a process has run torch work (any op that used its
+intra-op thread pool), a forked child that uses torch again hangs, since OpenMP is not
+fork-safe. The pytest process runs torch in the unit tests, so every Flow or pod client is
+started from a spawned child that has done no torch work yet.
+"""
+import multiprocessing as mp
+import queue
+import traceback
+
+
+def _child(q, fn, args, kwargs):
+    try:
+        # A spawned child inherits 'spawn' as its default start method; jina's peas are
+        # built for fork (the way users run them), so restore it.
+        mp.set_start_method('fork', force=True)
+        from tests.jina_offline import disable_phone_home
+        disable_phone_home()
+        q.put((True, fn(*args, **kwargs)))
+    except BaseException:  # report everything, including assertion failures, to the parent
+        q.put((False, traceback.format_exc()))
+
+
+def run_in_fresh_process(fn, *args, timeout=300, **kwargs):
+    """``fn(*args, **kwargs)`` in a spawned process; its return value, or its traceback raised."""
+    ctx = mp.get_context('spawn')
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(q, fn, args, kwargs))
+    p.start()
+    try:
+        ok, payload = q.get(timeout=timeout)
+    except queue.Empty:
+        p.kill()
+        p.join(10)
+        raise TimeoutError('%s did not finish within %d s in its own process' % (fn.__name__, timeout))
+    p.join(60)
+    if p.is_alive():
+        p.kill()
+    if not ok:
+        raise AssertionError('in a fresh process:\n' + payload)
+    return payload
