@@ -8,6 +8,7 @@ import logging
 from typing import Optional, Tuple
 
 import torch
+import torchvision.models as tvm
 from torch import nn
 
 logger = logging.getLogger(__name__)
@@ -26,8 +27,6 @@ def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
 
 
 def _torchvision_constructor(cnn_type: str):
-    import torchvision.models as tvm
-
     ctor = getattr(tvm, cnn_type, None)
     if not callable(ctor) or not cnn_type.startswith(SUPPORTED_FAMILIES):
         known = sorted(n for n in dir(tvm) if n.startswith(SUPPORTED_FAMILIES) and callable(getattr(tvm, n))
@@ -45,6 +44,9 @@ def _no_weight_allocation():
     The checkpoint carries every weight; initialising 60-144 M parameters only to overwrite
     them costs seconds of start-up. torch >= 2.1 can then take the checkpoint tensors as
     they are (``load_state_dict(assign=True)``).
+
+    torchvision must be imported before the meta device is entered: its first import runs
+    torch ops that break under a device context.
     """
     if _supports_assign():
         with torch.device('meta'):
