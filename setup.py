@@ -28,7 +28,9 @@ setup(
         'torch>=2.4',
         'torchvision>=0.19',
         'pyyaml>=5.3',
+        'Pillow>=8',
     ],
+    entry_points={'console_scripts': ['vseimageencoder = vseimageencoder.cli:main']},
     classifiers=[
         'Programming Language :: Python :: 3.8',
         'Programming Language :: Python :: 3.9',

@@ -27,6 +27,10 @@ from .model import SUPPORTED_FAMILIES, VSEImageTower, build_tower
 
 logger = logging.getLogger(__name__)
 
+#: Searched for relative model paths after the working directory: the folder holding the
+#: package, i.e. the repository root (config.yml's folder) in a checkout or editable install.
+PACKAGE_PARENT_HINT = Path(__file__).resolve().parent.parent
+
 #: File name looked for when ``model_path`` is a folder (the name the releases use).
 CHECKPOINT_NAME = 'model_best.pth.tar'
 
@@ -91,11 +95,23 @@ def resolve_checkpoint_path(model_path: PathLike, search_dirs: Sequence[PathLike
         tried.append(str(target))
         if target.is_file():
             return target
-    hint = ('; get the weights with `vseimageencoder download f30k_vse++_vggfull --dest %s`'
-            % os.fspath(model_path))
+    hint = '; get the weights with: ' + download_command(os.fspath(model_path))
     raise CheckpointNotFoundError(
         'no VSE++ checkpoint for model_path=%r; tried: %s%s'
         % (os.fspath(model_path), ', '.join(tried), hint))
+
+
+#: The released models, all inside one archive (about 7 GB).
+RELEASE_ARCHIVE_URL = 'http://www.cs.toronto.edu/~faghri/vsepp/runs.tar'
+DEFAULT_MODEL = 'f30k_vse++_vggfull'
+
+
+def download_command(dest: str, model: str = DEFAULT_MODEL) -> str:
+    """A shell command that puts a released model at ``dest`` (a folder or a file path)."""
+    target = dest if dest.endswith(('.tar', '.pth')) else os.path.join(dest, CHECKPOINT_NAME)
+    folder = os.path.dirname(target) or '.'
+    return ("mkdir -p '%s' && curl -L %s | tar -x -O 'runs/%s/%s' > '%s'"
+            % (folder, RELEASE_ARCHIVE_URL, model, CHECKPOINT_NAME, target))
 
 
 def _unique(paths: Iterable[Path]) -> List[Path]:

@@ -1,19 +1,12 @@
 """The jina 0.9.33 front end: :class:`VSEImageEncoder`, a thin executor around the tower."""
-import os
-from pathlib import Path
-from typing import Optional
-
 import numpy as np
 from jina.executors.decorators import batching
 from jina.executors.encoders.frameworks import BaseTorchEncoder
 
-from .checkpoint import load_tower, resolve_checkpoint_path
-from .preprocess import check_feature_batch, check_image_batch, normalize_channel_axis
+from .checkpoint import PACKAGE_PARENT_HINT, load_tower, resolve_checkpoint_path
+from .preprocess import (check_feature_batch, check_image_batch, normalize_channel_axis,
+                         transform_batch)
 
-#: Where relative ``model_path`` values are looked for after the working directory: the
-#: folder holding the package, which is the repository root (and config.yml's folder) for a
-#: source checkout or an editable install.
-PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 
 
 class VSEImageEncoder(BaseTorchEncoder):
@@ -48,7 +41,7 @@ class VSEImageEncoder(BaseTorchEncoder):
         super().post_init()
         import torch
 
-        self.checkpoint_path = resolve_checkpoint_path(self.model_path, [PACKAGE_PARENT])
+        self.checkpoint_path = resolve_checkpoint_path(self.model_path, [PACKAGE_PARENT_HINT])
         self.model, self.options = load_tower(self.checkpoint_path)
         self.to_device(self.model)
         self._torch = torch
@@ -64,10 +57,12 @@ class VSEImageEncoder(BaseTorchEncoder):
     def encode(self, data: 'np.ndarray', *args, **kwargs) -> 'np.ndarray':
         """Embed a batch of images.
 
-        :param data: float images normalised with the ImageNet mean/std after the VSE++
-            evaluation transform (resize 256, centre crop 224): 4-d with the 3 channels at
-            ``channel_axis``, any spatial size the backbone accepts. For ``*_precomp``
-            checkpoints, ``(B, img_dim)`` CNN features instead.
+        :param data: a 4-d batch with the 3 colour channels at ``channel_axis``, either
+            - uint8 raw RGB pixels of any size: the VSE++ evaluation transform (short side
+              256, centre crop 224, ImageNet mean/std) is applied here; or
+            - float images already so transformed and normalised, any spatial size the
+              backbone accepts (used as given).
+            For ``*_precomp`` checkpoints, ``(B, img_dim)`` CNN features instead.
         :return: float32 ``(B, embed_size)``, each row of unit L2 norm (unless the checkpoint
             was trained with ``no_imgnorm``); ``(0, embed_size)`` for an empty batch.
         """
@@ -75,9 +70,15 @@ class VSEImageEncoder(BaseTorchEncoder):
             batch = check_feature_batch(data, self.options.img_dim)
         else:
             batch = check_image_batch(data, self.channel_axis)
-            if batch.dtype.kind != 'f':
+            if batch.dtype == np.uint8:
+                # Raw pixels: the VSE++ evaluation transform, one image at a time.
+                if batch.shape[0] == 0:
+                    return np.zeros((0, self.embed_size), dtype=np.float32)
+                batch = transform_batch(batch, channel_axis=1)
+            elif batch.dtype.kind != 'f':
                 raise TypeError('the image batch of shape %s has dtype %s; expected float images '
-                                'normalised with the ImageNet mean/std' % (np.shape(data), batch.dtype))
+                                'normalised with the ImageNet mean/std, or uint8 pixels'
+                                % (np.shape(data), batch.dtype))
         if batch.shape[0] == 0:
             return np.zeros((0, self.embed_size), dtype=np.float32)
         return self._encode_batches(batch)

@@ -79,3 +79,122 @@ def check_feature_batch(data, feature_dim: int) -> np.ndarray:
                          '(B, %d)' % (arr.shape, feature_dim))
     _check_numeric(arr, 'the feature batch of shape %s' % (arr.shape,))
     return arr
+
+
+# --------------------------------------------------------------------------- raw images
+
+#: Suffixes treated as images when a folder is expanded (case-insensitive).
+IMAGE_SUFFIXES = frozenset({'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp',
+                            '.ppm', '.pgm', '.pbm', '.jfif'})
+
+
+class ImageReadError(ValueError):
+    """An image file could not be decoded; the message names the file."""
+
+
+def to_rgb(img):
+    """A PIL image as 8-bit RGB, upright.
+
+    EXIF orientation is applied first (phone photos are stored sideways with a rotation tag).
+    Images with transparency (RGBA, LA, palette with a transparent index) are composited onto
+    white, since the colours under fully transparent pixels are arbitrary; grayscale, CMYK,
+    16-bit and float modes are converted.
+    """
+    from PIL import Image, ImageOps
+
+    img = ImageOps.exif_transpose(img)
+    if img.mode == 'P':
+        img = img.convert('RGBA' if 'transparency' in img.info else 'RGB')
+    if img.mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La'):
+        rgba = img.convert('RGBA')
+        white = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    if img.mode in ('I', 'I;16', 'I;16B', 'I;16L', 'F'):
+        # 16-bit / float grayscale: scale the full range to 8 bits.
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith('I') and arr.max() > 255 else max(float(arr.max()), 1.0)
+        img = Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    return img.convert('RGB') if img.mode != 'RGB' else img
+
+
+def read_image(path):
+    """Open and decode an image file as upright RGB; :class:`ImageReadError` names the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return to_rgb(img)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ImageReadError('cannot read image %s: %s' % (path, e)) from None
+
+
+def transform(img) -> np.ndarray:
+    """The VSE++ evaluation transform of one image.
+
+    :param img: a PIL image (any mode), a path to an image file, or a uint8 array
+        ``(H, W, 3)`` / ``(H, W)`` of RGB / gray pixels.
+    :return: float32 ``(3, 224, 224)``: short side resized to 256 (bilinear, antialiased, as
+        torchvision does for PIL images), centre crop 224, scaled to [0, 1], normalised with the
+        ImageNet mean and std.
+    """
+    import torchvision.transforms.functional as TF
+    from PIL import Image
+
+    if isinstance(img, np.ndarray):
+        img = _array_to_pil(img)
+    elif not isinstance(img, Image.Image):
+        img = read_image(img)
+    else:
+        img = to_rgb(img)
+    img = TF.center_crop(TF.resize(img, RESIZE, interpolation=TF.InterpolationMode.BILINEAR), CROP)
+    x = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
+    mean = np.asarray(IMAGENET_MEAN, np.float32)[:, None, None]
+    std = np.asarray(IMAGENET_STD, np.float32)[:, None, None]
+    return (x - mean) / std
+
+
+def _array_to_pil(arr: np.ndarray):
+    from PIL import Image
+
+    if arr.dtype != np.uint8:
+        raise TypeError('raw pixel arrays must be uint8, got %s for shape %s' % (arr.dtype, arr.shape))
+    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3):
+        return Image.fromarray(np.ascontiguousarray(arr)).convert('RGB')
+    raise ValueError('a raw image must be (H, W, 3) RGB or (H, W) gray uint8, got shape %s' % (arr.shape,))
+
+
+def transform_batch(pixels: np.ndarray, channel_axis: int = 1) -> np.ndarray:
+    """The evaluation transform of a uint8 batch with 3 channels at ``channel_axis``.
+
+    :return: float32 ``(B, 3, 224, 224)``.
+    """
+    batch = check_image_batch(pixels, channel_axis)  # (B, 3, H, W) view
+    if batch.dtype != np.uint8:
+        raise TypeError('raw pixel batches must be uint8, got %s' % batch.dtype)
+    out = np.empty((batch.shape[0], CHANNELS, CROP, CROP), np.float32)
+    for i in range(batch.shape[0]):
+        out[i] = transform(np.ascontiguousarray(batch[i].transpose(1, 2, 0)))
+    return out
+
+
+def expand_paths(paths):
+    """Image files named by ``paths``, in order: files as given, folders as the image files
+    inside them (recursively, sorted). Yields ``pathlib.Path`` objects; a path that does not
+    exist raises ``FileNotFoundError`` naming it."""
+    import os
+    from pathlib import Path
+
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            found = []
+            for root, dirs, files in os.walk(str(p)):
+                dirs.sort()
+                found.extend(Path(root) / f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES)
+            for f in sorted(found):
+                yield f
+        elif p.exists():
+            yield p
+        else:
+            raise FileNotFoundError('no such image file or folder: %s' % p)

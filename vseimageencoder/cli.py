@@ -1,0 +1,201 @@
+"""Command line: ``vseimageencoder encode PATH...`` (also ``python -m vseimageencoder``).
+
+Uses the tower directly, without jina: no pods, no network, just files in and a .npy out.
+"""
+import argparse
+import logging
+import os
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+logger = logging.getLogger('vseimageencoder')
+
+EXIT_OK, EXIT_SKIPPED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _names_path(out: Path) -> Path:
+    """The list of source files written beside ``out``: ``emb.npy`` -> ``emb.files.txt``."""
+    stem = out.name[:-4] if out.name.endswith('.npy') else out.name
+    return out.with_name(stem + '.files.txt')
+
+
+def _npy_header(rows: int, cols: int, size: int = 128) -> bytes:
+    """A .npy v1.0 header of exactly ``size`` bytes for float32 ``(rows, cols)``.
+
+    The format allows any space padding, so a fixed size lets the row count be written
+    last, over a placeholder, once it is known.
+    """
+    text = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (rows, cols)
+    pad = size - 10 - len(text) - 1
+    if pad < 0:
+        raise ValueError('shape too large for the header')
+    return b'\x93NUMPY\x01\x00' + struct.pack('<H', size - 10) + (text + ' ' * pad + '\n').encode('latin1')
+
+
+class _Progress:
+    """A one-line progress bar on stderr, redrawn at most 5 times a second."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled = total, enabled
+        self.done = self.skipped = 0
+        self.start = self._last = time.monotonic()
+
+    def update(self, done: int, skipped: int, force: bool = False):
+        self.done, self.skipped = done, skipped
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self._last < 0.2):
+            return
+        self._last = now
+        frac = (done + skipped) / self.total if self.total else 1.0
+        bar = '#' * int(frac * 30)
+        rate = done / max(now - self.start, 1e-9)
+        sys.stderr.write('\r[%-30s] %d/%d images, %d skipped, %.1f img/s'
+                         % (bar, done + skipped, self.total, skipped, rate))
+        sys.stderr.flush()
+
+    def close(self, done: int, skipped: int):
+        if self.enabled:
+            self.update(done, skipped, force=True)
+            sys.stderr.write('\n')
+
+
+def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int = 32,
+                 progress: bool = False, device: str = 'cpu') -> int:
+    """Embed image files into ``out`` (float32 .npy, one row per readable image, in order)
+    and ``<out stem>.files.txt`` (the file of each row). Returns the number skipped.
+
+    Memory is bounded by ``batch_size``: rows are streamed to a temporary file beside
+    ``out``, renamed into place only when every image was tried. On any abort nothing is
+    left at ``out``.
+    """
+    import torch
+
+    from .checkpoint import PACKAGE_PARENT_HINT, load_tower, resolve_checkpoint_path
+    from .preprocess import CHANNELS, CROP, ImageReadError, transform
+
+    ckpt = resolve_checkpoint_path(model_path, [PACKAGE_PARENT_HINT])
+    tower, opts = load_tower(ckpt)
+    if opts.precomputed:
+        raise ValueError('%s is a precomputed-feature model (%s); encoding image files needs a '
+                         'model with a CNN backbone' % (ckpt, opts.data_name))
+    tower.to(device)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    names_out = _names_path(out)
+    fd_rows, tmp_rows = tempfile.mkstemp(prefix='.' + out.name + '.', suffix='.part', dir=str(out.parent))
+    fd_names, tmp_names = tempfile.mkstemp(prefix='.' + names_out.name + '.', suffix='.part',
+                                           dir=str(out.parent))
+    bar = _Progress(len(paths), progress)
+    done = skipped = 0
+    try:
+        with os.fdopen(fd_rows, 'wb') as rows_f, os.fdopen(fd_names, 'w', encoding='utf-8') as names_f:
+            rows_f.write(_npy_header(0, opts.embed_size))
+            batch = np.empty((batch_size, CHANNELS, CROP, CROP), np.float32)
+            batch_names: List[str] = []
+
+            def flush():
+                nonlocal done
+                if not batch_names:
+                    return
+                with torch.inference_mode():
+                    emb = tower(torch.from_numpy(batch[:len(batch_names)]).to(device))
+                rows_f.write(np.ascontiguousarray(emb.float().cpu().numpy(), '<f4').tobytes())
+                names_f.write(''.join(n + '\n' for n in batch_names))
+                done += len(batch_names)
+                batch_names.clear()
+
+            for p in paths:
+                try:
+                    batch[len(batch_names)] = transform(p)
+                except ImageReadError as e:
+                    skipped += 1
+                    logger.warning('skipped: %s', e)
+                else:
+                    batch_names.append(str(p))
+                    if len(batch_names) == batch_size:
+                        flush()
+                bar.update(done, skipped)
+            flush()
+            rows_f.seek(0)
+            rows_f.write(_npy_header(done, opts.embed_size))
+            rows_f.flush()
+            os.fsync(rows_f.fileno())
+            names_f.flush()
+            os.fsync(names_f.fileno())
+        bar.close(done, skipped)
+        umask = os.umask(0)
+        os.umask(umask)
+        for t in (tmp_names, tmp_rows):  # mkstemp's 0600 is for the partial file only
+            os.chmod(t, 0o666 & ~umask)
+        os.replace(tmp_names, str(names_out))
+        os.replace(tmp_rows, str(out))
+    except BaseException:
+        for t in (tmp_rows, tmp_names):
+            if os.path.exists(t):
+                os.unlink(t)
+        raise
+    logger.info('wrote %d embeddings (%d-d) to %s and their files to %s; %d skipped',
+                done, opts.embed_size, out, names_out, skipped)
+    return skipped
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog='vseimageencoder', description='VSE++ image embeddings.')
+    p.add_argument('--version', action='version', version='%(prog)s ' + __version__)
+    sub = p.add_subparsers(dest='command')
+    sub.required = True
+    e = sub.add_parser('encode', help='embed image files into a .npy file',
+                       description='Embed image files (and the image files inside folders, '
+                                   'recursively, sorted) into OUT, one L2-normalised float32 row per '
+                                   'readable image, in input order; OUT with .npy replaced by '
+                                   '.files.txt lists the file of each row. Unreadable images are '
+                                   'named on stderr and skipped (exit status 1).')
+    e.add_argument('paths', nargs='+', metavar='PATH', help='image files or folders')
+    e.add_argument('--model-path', default='pretrained',
+                   help='VSE++ checkpoint, or folder holding model_best.pth.tar (default: pretrained)')
+    e.add_argument('--batch-size', type=int, default=32, help='images per forward pass (default: 32)')
+    e.add_argument('-o', '--output', default='embeddings.npy', help='output .npy (default: embeddings.npy)')
+    e.add_argument('--device', default='cpu', help="torch device, e.g. 'cuda:0' (default: cpu)")
+    g = e.add_mutually_exclusive_group()
+    g.add_argument('--progress', dest='progress', action='store_true', default=None,
+                   help='show a progress bar on stderr (default: when stderr is a terminal)')
+    g.add_argument('--no-progress', dest='progress', action='store_false')
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s', stream=sys.stderr)
+    logging.getLogger('vseimageencoder.checkpoint').setLevel(logging.WARNING)
+    from .checkpoint import CheckpointError
+
+    if args.batch_size < 1:
+        logger.error('--batch-size must be at least 1, got %d', args.batch_size)
+        return EXIT_ERROR
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    try:
+        from .preprocess import expand_paths
+        paths = list(expand_paths(args.paths))
+        if not paths:
+            logger.error('no image files found in %s', ', '.join(args.paths))
+            return EXIT_ERROR
+        skipped = encode_files(paths, args.model_path, Path(args.output), args.batch_size,
+                               progress, args.device)
+    except KeyboardInterrupt:
+        logger.error('interrupted; nothing written to %s', args.output)
+        return EXIT_INTERRUPTED
+    except (CheckpointError, FileNotFoundError, ValueError, OSError) as e:
+        logger.error('%s; nothing written to %s', e, args.output)
+        return EXIT_ERROR
+    if skipped:
+        logger.error('%d image(s) could not be read and were skipped', skipped)
+        return EXIT_SKIPPED
+    return EXIT_OK
