@@ -302,6 +302,11 @@ def remap_state_dict(sd: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
 
 # --------------------------------------------------------------------------- loading
 
+def _supports_assign() -> bool:
+    import inspect
+    return 'assign' in inspect.signature(torch.nn.Module.load_state_dict).parameters
+
+
 def load_tower(path: PathLike) -> Tuple[VSEImageTower, TowerOptions]:
     """Build the image tower a checkpoint file describes and load its weights strictly.
 
@@ -327,8 +332,7 @@ def load_tower(path: PathLike) -> Tuple[VSEImageTower, TowerOptions]:
         raise NotVSECheckpointError('%s: fc.weight has shape %s, but embed_size is %d'
                                     % (path, tuple(fc.shape), opts.embed_size))
 
-    tower, on_meta = build_tower(opts.cnn_type, opts.embed_size, opts.img_dim,
-                                 opts.no_imgnorm, opts.use_abs)
+    tower = build_tower(opts.cnn_type, opts.embed_size, opts.img_dim, opts.no_imgnorm, opts.use_abs)
     if fc.shape[1] != tower.feature_dim:
         raise NotVSECheckpointError(
             '%s: fc.weight has shape %s, but a %s tower gives %d-d features'
@@ -348,14 +352,9 @@ def load_tower(path: PathLike) -> Tuple[VSEImageTower, TowerOptions]:
             path, opts.cnn_type or 'precomputed-feature',
             '; '.join('%s is %s, expected %s' % w for w in wrong[:5])))
     sd = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
-    if on_meta:
-        tower.load_state_dict(sd, strict=True, assign=True)
-        leftovers = [n for n, t in list(tower.named_parameters()) + list(tower.named_buffers())
-                     if t.is_meta]
-        if leftovers:  # strict loading should make this impossible; never hand out meta tensors
-            raise NotVSECheckpointError('%s left tensors unset: %s' % (path, ', '.join(leftovers[:5])))
-    else:
-        tower.load_state_dict(sd, strict=True)
+    # assign=True (torch >= 2.1) adopts the checkpoint's tensors instead of copying them
+    # into the freshly allocated ones.
+    tower.load_state_dict(sd, strict=True, **({'assign': True} if _supports_assign() else {}))
     tower.eval()
     tower.requires_grad_(False)
     logger.info('loaded VSE++ image tower from %s (cnn_type=%s, embed_size=%d, no_imgnorm=%s, '

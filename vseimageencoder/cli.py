@@ -66,7 +66,7 @@ class _Progress:
 
 
 def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int = 32,
-                 progress: bool = False, device: str = 'cpu') -> int:
+                 progress: bool = False, device: str = 'cpu', precision: str = 'fp32') -> int:
     """Embed image files into ``out`` (float32 .npy, one row per readable image, in order)
     and ``<out stem>.files.txt`` (the file of each row). Returns the number skipped.
 
@@ -77,6 +77,7 @@ def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int 
     import torch
 
     from .checkpoint import PACKAGE_PARENT_HINT, load_tower, resolve_checkpoint_path
+    from .inference import InferenceTower
     from .preprocess import CHANNELS, CROP, ImageReadError, transform
 
     ckpt = resolve_checkpoint_path(model_path, [PACKAGE_PARENT_HINT])
@@ -84,7 +85,7 @@ def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int 
     if opts.precomputed:
         raise ValueError('%s is a precomputed-feature model (%s); encoding image files needs a '
                          'model with a CNN backbone' % (ckpt, opts.data_name))
-    tower.to(device)
+    model = InferenceTower(tower, precision, device)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     names_out = _names_path(out)
@@ -103,9 +104,8 @@ def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int 
                 nonlocal done
                 if not batch_names:
                     return
-                with torch.inference_mode():
-                    emb = tower(torch.from_numpy(batch[:len(batch_names)]).to(device))
-                rows_f.write(np.ascontiguousarray(emb.float().cpu().numpy(), '<f4').tobytes())
+                emb = model(torch.from_numpy(batch[:len(batch_names)]))
+                rows_f.write(np.ascontiguousarray(emb.numpy(), '<f4').tobytes())
                 names_f.write(''.join(n + '\n' for n in batch_names))
                 done += len(batch_names)
                 batch_names.clear()
@@ -164,6 +164,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument('--batch-size', type=int, default=32, help='images per forward pass (default: 32)')
     e.add_argument('-o', '--output', default='embeddings.npy', help='output .npy (default: embeddings.npy)')
     e.add_argument('--device', default='cpu', help="torch device, e.g. 'cuda:0' (default: cpu)")
+    e.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16', 'auto'),
+                   help='backbone precision; auto: fp16 on CUDA, bf16 on CPUs with bf16 '
+                        'hardware, else fp32 (default: fp32, faithful)')
     g = e.add_mutually_exclusive_group()
     g.add_argument('--progress', dest='progress', action='store_true', default=None,
                    help='show a progress bar on stderr (default: when stderr is a terminal)')
@@ -188,7 +191,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             logger.error('no image files found in %s', ', '.join(args.paths))
             return EXIT_ERROR
         skipped = encode_files(paths, args.model_path, Path(args.output), args.batch_size,
-                               progress, args.device)
+                               progress, args.device, args.precision)
     except KeyboardInterrupt:
         logger.error('interrupted; nothing written to %s', args.output)
         return EXIT_INTERRUPTED

@@ -1,9 +1,12 @@
 """The jina 0.9.33 front end: :class:`VSEImageEncoder`, a thin executor around the tower."""
+from typing import Optional
+
 import numpy as np
 from jina.executors.decorators import batching
 from jina.executors.encoders.frameworks import BaseTorchEncoder
 
 from .checkpoint import PACKAGE_PARENT_HINT, load_tower, resolve_checkpoint_path
+from .inference import PRECISIONS, InferenceTower
 from .preprocess import (check_feature_batch, check_image_batch, normalize_channel_axis,
                          transform_batch)
 
@@ -18,15 +21,28 @@ class VSEImageEncoder(BaseTorchEncoder):
         ``config.yml`` lives).
     :param channel_axis: the axis of the 3 colour channels in the image batches given to
         :meth:`encode` (1 for ``(B, 3, H, W)``, -1 or 3 for ``(B, H, W, 3)``).
+    :param precision: the backbone's arithmetic: ``fp32`` (faithful, default), ``bf16``,
+        ``fp16``, or ``auto`` (fp16 on CUDA, bf16 on CPUs with bf16 hardware, else fp32).
+        Outputs are float32 and L2-normalised whatever the choice.
 
     jina's metas apply as usual: ``batch_size`` splits :meth:`encode` calls into batches,
     ``on_gpu`` runs the model on ``cuda:0``.
     """
 
-    def __init__(self, model_path: str = 'pretrained', channel_axis: int = 1, *args, **kwargs):
+    def __init__(self, model_path: str = 'pretrained', channel_axis: int = 1,
+                 precision: str = 'fp32', path: Optional[str] = None,
+                 pool_strategy: Optional[str] = None, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # ``path`` and ``pool_strategy`` are the hub 0.0.x names, kept so old YAMLs still load:
+        # ``path`` is model_path; pooling never applied (the tower's output is already a vector).
+        if path is not None:
+            self.logger.warning('"path" is deprecated, use "model_path"; using %s' % path)
+            model_path = path
         self.model_path = model_path
         self.channel_axis = normalize_channel_axis(channel_axis)
+        if precision not in PRECISIONS:
+            raise ValueError('precision=%r is not one of %s' % (precision, ', '.join(PRECISIONS)))
+        self.precision = precision
 
     def _post_init_wrapper(self, _metas=None, _requests=None, fill_in_metas=True):
         # jina 0.9.33 fills default metas only when none are given, so
@@ -42,12 +58,13 @@ class VSEImageEncoder(BaseTorchEncoder):
         import torch
 
         self.checkpoint_path = resolve_checkpoint_path(self.model_path, [PACKAGE_PARENT_HINT])
-        self.model, self.options = load_tower(self.checkpoint_path)
-        self.to_device(self.model)
+        tower, self.options = load_tower(self.checkpoint_path)
+        # Moves itself to self.device once, so jina's to_device is not needed.
+        self.model = InferenceTower(tower, self.precision, self.device)
         self._torch = torch
-        self.logger.info('VSE++ image tower ready on %s: %s, %d-d embeddings, from %s' % (
-            self.device, self.options.cnn_type or 'precomputed features', self.embed_size,
-            self.checkpoint_path))
+        self.logger.info('VSE++ image tower ready on %s: %s, %s, %d-d embeddings, from %s' % (
+            self.device, self.options.cnn_type or 'precomputed features', self.model.precision,
+            self.embed_size, self.checkpoint_path))
 
     @property
     def embed_size(self) -> int:
@@ -85,14 +102,11 @@ class VSEImageEncoder(BaseTorchEncoder):
 
     @batching
     def _encode_batches(self, batch: 'np.ndarray') -> 'np.ndarray':
-        torch = self._torch
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-        with torch.inference_mode():
-            x = x.to(self.device)
-            try:
-                out = self.model(x)
-            except RuntimeError as e:
-                raise ValueError('the %s backbone cannot encode a batch of shape %s: %s' % (
-                    self.options.cnn_type or 'projection', tuple(batch.shape),
-                    str(e).splitlines()[0])) from None
-        return out.float().cpu().numpy()
+        x = self._torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        try:
+            out = self.model(x)
+        except RuntimeError as e:
+            raise ValueError('the %s backbone cannot encode a batch of shape %s: %s' % (
+                self.options.cnn_type or 'projection', tuple(batch.shape),
+                str(e).splitlines()[0])) from None
+        return out.numpy()

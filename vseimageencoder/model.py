@@ -5,6 +5,7 @@ Nothing here reads files or imports jina; :mod:`vseimageencoder.checkpoint` buil
 """
 import contextlib
 import logging
+import threading
 from typing import Optional, Tuple
 
 import torch
@@ -37,27 +38,36 @@ def _torchvision_constructor(cnn_type: str):
     return ctor
 
 
+#: nn.init functions that layer constructors and torchvision's model __init__ call.
+_INIT_FUNCTIONS = ('uniform_', 'normal_', 'trunc_normal_', 'constant_', 'ones_', 'zeros_', 'eye_',
+                   'dirac_', 'xavier_uniform_', 'xavier_normal_', 'kaiming_uniform_',
+                   'kaiming_normal_', 'orthogonal_', 'sparse_')
+_init_lock = threading.Lock()
+
+
+def _leave_as_is(tensor, *args, **kwargs):
+    return tensor
+
+
 @contextlib.contextmanager
-def _no_weight_allocation():
-    """Build modules on the meta device when torch can, so no random init is computed.
+def skip_weight_init():
+    """Construct modules without computing their random initial weights.
 
-    The checkpoint carries every weight; initialising 60-144 M parameters only to overwrite
-    them costs seconds of start-up. torch >= 2.1 can then take the checkpoint tensors as
-    they are (``load_state_dict(assign=True)``).
-
-    torchvision must be imported before the meta device is entered: its first import runs
-    torch ops that break under a device context.
+    The checkpoint carries every weight, and initialising 60-144 M parameters only to
+    overwrite them costs over a second of start-up. Parameters are still allocated
+    (uninitialised memory, which costs nothing until touched); the caller must then load a
+    full state dict. The nn.init functions are swapped out process-wide for the duration,
+    so construction is serialised by a lock.
     """
-    if _supports_assign():
-        with torch.device('meta'):
-            yield True
-    else:  # older torch: a normal (slower) construction
-        yield False
-
-
-def _supports_assign() -> bool:
-    import inspect
-    return 'assign' in inspect.signature(nn.Module.load_state_dict).parameters
+    with _init_lock:
+        saved = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS if hasattr(nn.init, name)}
+        try:
+            for name in saved:
+                setattr(nn.init, name, _leave_as_is)
+            yield
+        finally:
+            for name, fn in saved.items():
+                setattr(nn.init, name, fn)
 
 
 def build_backbone(cnn_type: str) -> Tuple[nn.Module, int]:
@@ -65,8 +75,7 @@ def build_backbone(cnn_type: str) -> Tuple[nn.Module, int]:
 
     VGG loses the last classifier Linear (features are the 4096-d output of the second
     ReLU/Dropout); ResNet's ``fc`` becomes an identity (2048-d for resnet50/101/152).
-    Weights are left uninitialised (meta tensors when torch supports it): the caller must
-    load a full state dict.
+    Weights are left uninitialised: the caller must load a full state dict.
     """
     ctor = _torchvision_constructor(cnn_type)
     try:
@@ -110,6 +119,10 @@ class VSEImageTower(nn.Module):
         if self.cnn is not None:
             # The precomputed variant skips this norm: its inputs are used as given.
             x = l2_normalize(self.cnn(x))
+        return self.head(x)
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """Projection and output norms, from (normalised) backbone features."""
         x = self.fc(x)
         if not self.no_imgnorm:
             x = l2_normalize(x)
@@ -119,16 +132,12 @@ class VSEImageTower(nn.Module):
 
 
 def build_tower(cnn_type: Optional[str], embed_size: int, img_dim: int = 4096,
-                no_imgnorm: bool = False, use_abs: bool = False) -> Tuple[VSEImageTower, bool]:
-    """An unloaded tower; ``cnn_type=None`` builds the precomputed-feature variant.
-
-    Returns the tower and whether it lives on the meta device (then it must be filled with
-    ``load_state_dict(..., assign=True)``).
-    """
-    with _no_weight_allocation() as on_meta:
+                no_imgnorm: bool = False, use_abs: bool = False) -> VSEImageTower:
+    """An unloaded tower (uninitialised weights); ``cnn_type=None`` builds the
+    precomputed-feature variant. Fill it with ``load_state_dict``."""
+    with skip_weight_init():
         if cnn_type is None:
             backbone, feature_dim = None, img_dim
         else:
             backbone, feature_dim = build_backbone(cnn_type)
-        tower = VSEImageTower(backbone, feature_dim, embed_size, no_imgnorm, use_abs)
-    return tower, on_meta
+        return VSEImageTower(backbone, feature_dim, embed_size, no_imgnorm, use_abs)

@@ -90,7 +90,7 @@ def test_missing_checkpoint_names_every_path_tried(tmp_path, monkeypatch):
         ck.resolve_checkpoint_path('pretrained', [other])
     msg = str(e.value)
     assert str(tmp_path / 'pretrained') in msg and str(other / 'pretrained') in msg
-    assert 'download' in msg
+    assert 'curl' in msg and 'runs.tar' in msg
     assert isinstance(e.value, FileNotFoundError)
 
 
@@ -232,10 +232,27 @@ def test_backbone_missing(tmp_path):
 
 # ----------------------------------------------------------------------- loading
 
-def test_tower_is_built_without_weight_init():
-    tower, on_meta = build_tower('resnet152', 1024)
-    assert on_meta
-    assert all(p.is_meta for p in tower.parameters())
+@pytest.mark.parametrize('cnn_type', ['resnet152', 'vgg19'])
+def test_tower_is_built_without_weight_init(monkeypatch, cnn_type):
+    calls = []
+
+    def counting(name):
+        real = getattr(torch.nn.init, name)
+
+        def fn(*a, **k):
+            calls.append(name)
+            return real(*a, **k)
+        return fn
+
+    for name in ('kaiming_normal_', 'kaiming_uniform_', 'normal_', 'uniform_', 'constant_'):
+        monkeypatch.setattr(torch.nn.init, name, counting(name))
+    patched = torch.nn.init.kaiming_normal_
+    tower = build_tower(cnn_type, 1024)
+    assert calls == []
+    assert torch.nn.init.kaiming_normal_ is patched  # restored afterwards
+    torch.nn.Linear(3, 3)
+    assert calls  # and initialisation works again outside the build
+    assert tower.fc.weight.shape == (1024, tower.feature_dim)
 
 
 @pytest.mark.parametrize('legacy', [True, False], ids=['legacy', 'zip'])
@@ -249,7 +266,7 @@ def test_load_matches_reference(tmp_path, cnn_type, old_keys, legacy):
     assert opts.cnn_type == cnn_type and opts.embed_size == 32
     assert not tower.training
     assert not any(p.requires_grad for p in tower.parameters())
-    assert all(p.dtype == torch.float32 and not p.is_meta for p in tower.parameters())
+    assert all(p.dtype == torch.float32 for p in tower.parameters())
     x = np.random.RandomState(1).randn(3, 3, 64, 80).astype(np.float32)
     with torch.no_grad():
         got = tower(torch.from_numpy(x)).numpy()

@@ -148,3 +148,9 @@ def test_precomp_encoder(tmp_path):
     with pytest.raises(ValueError, match=r'\(3, 2048\).*\(B, 4096\)'):
         enc.encode(feats[:, :2048])
     assert enc.encode(np.zeros((0, 4096), np.float32)).shape == (0, 1024)
+
+
+def test_old_hub_parameter_names_still_load(small_release):
+    enc = VSEImageEncoder(path=str(small_release[0]), pool_strategy='mean')
+    assert enc.model_path == str(small_release[0])
+    assert enc.encode(_images(1)).shape == (1, 1024)

@@ -1,0 +1,156 @@
+"""Fast inference around a loaded :class:`VSEImageTower` (pure torch, no jina).
+
+What makes it faster than calling the tower as loaded, without changing what it computes:
+batch norms folded into the convolutions before them, channels-last activations (the
+layout oneDNN and cuDNN convolutions prefer), an optional reduced-precision backbone, and
+on CUDA pinned host memory with non-blocking copies. The projection head always runs in
+float32, so outputs are float32 and L2-normalised whatever the backbone precision.
+"""
+import logging
+import os
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+from .model import VSEImageTower, l2_normalize
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ('fp32', 'bf16', 'fp16', 'auto')
+DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def _cpu_flags() -> set:
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('flags'):
+                    return set(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True on CPUs with bf16 matrix hardware (AMX or AVX512-BF16), where oneDNN runs bf16
+    convolutions natively; elsewhere torch emulates them, several times slower than fp32."""
+    for probe in ('_is_amx_tile_supported', '_is_avx512_bf16_supported'):
+        fn = getattr(torch.cpu, probe, None)
+        if fn is not None:
+            try:
+                if fn():
+                    return True
+            except Exception:  # a private probe that changed: fall back to the flags
+                pass
+    return bool(_cpu_flags() & {'amx_bf16', 'avx512_bf16'})
+
+
+def cpu_has_fast_fp16() -> bool:
+    """True on CPUs with native fp16 matrix support (AMX-FP16 or AVX512-FP16)."""
+    fn = getattr(torch.cpu, '_is_amx_fp16_supported', None)
+    if fn is not None:
+        try:
+            if fn():
+                return True
+        except Exception:
+            pass
+    return bool(_cpu_flags() & {'amx_fp16', 'avx512_fp16'})
+
+
+def resolve_precision(precision: str, device: Union[str, torch.device] = 'cpu') -> str:
+    """``fp32``/``bf16``/``fp16`` as given; ``auto`` picks fp16 on CUDA, bf16 on CPUs with bf16
+    hardware, else fp32. Raises ValueError naming an unknown precision."""
+    if precision not in PRECISIONS:
+        raise ValueError('precision=%r is not one of %s' % (precision, ', '.join(PRECISIONS)))
+    device = torch.device(device)
+    if precision != 'auto':
+        if device.type == 'cpu' and precision in ('bf16', 'fp16'):
+            fast = cpu_has_fast_bf16() if precision == 'bf16' else cpu_has_fast_fp16()
+            if not fast:
+                logger.warning('precision=%s on a CPU without %s hardware is emulated and slower '
+                               'than fp32', precision, precision)
+        return precision
+    if device.type == 'cuda':
+        return 'fp16'
+    return 'bf16' if cpu_has_fast_bf16() else 'fp32'
+
+
+def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """Fold an eval-mode batch norm into the convolution that feeds it (in place)."""
+    with torch.no_grad():
+        scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+        w = conv.weight.double() * scale.reshape(-1, 1, 1, 1)
+        b = conv.bias.double() if conv.bias is not None else torch.zeros_like(bn.running_mean, dtype=torch.float64)
+        b = (b - bn.running_mean.double()) * scale + bn.bias.double()
+        conv.weight = nn.Parameter(w.to(conv.weight.dtype), requires_grad=False)
+        conv.bias = nn.Parameter(b.to(conv.weight.dtype), requires_grad=False)
+
+
+def fold_batchnorms(module: nn.Module) -> int:
+    """Fold every batch norm that directly follows a convolution, in torchvision's ResNet
+    (``convN``/``bnN`` siblings, ``downsample`` pairs) and VGG-BN (``Sequential`` runs)
+    layouts, replacing it by an identity. Returns the number folded."""
+    folded = 0
+    for parent in list(module.modules()):
+        children = dict(parent.named_children())
+        for name, child in children.items():
+            if not isinstance(child, nn.BatchNorm2d) or not child.track_running_stats:
+                continue
+            conv = None
+            if name.startswith('bn'):
+                conv = children.get('conv' + name[2:])
+            elif name.isdigit():
+                conv = children.get(str(int(name) - 1))
+            if isinstance(conv, nn.Conv2d) and conv.out_channels == child.num_features:
+                _fold(conv, child)
+                setattr(parent, name, nn.Identity())
+                folded += 1
+    return folded
+
+
+class InferenceTower(nn.Module):
+    """A loaded tower prepared for fast inference on one device.
+
+    Input: float32 ``(B, 3, H, W)`` normalised images (or ``(B, img_dim)`` features for
+    precomputed-feature towers), on any device. Output: float32 ``(B, embed_size)`` on the
+    CPU, L2-normalised unless the checkpoint says ``no_imgnorm``.
+    """
+
+    def __init__(self, tower: VSEImageTower, precision: str = 'fp32',
+                 device: Union[str, torch.device] = 'cpu', channels_last: bool = True,
+                 fold_bn: bool = True):
+        super().__init__()
+        self.device = torch.device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.dtype = DTYPES[self.precision]
+        self.channels_last = channels_last and tower.cnn is not None
+        self.embed_size = tower.embed_size
+        self.tower = tower.eval()
+        if tower.cnn is not None:
+            if fold_bn:
+                n = fold_batchnorms(tower.cnn)
+                logger.debug('folded %d batch norms', n)
+            tower.cnn.to(self.device, dtype=self.dtype)
+            if self.channels_last:
+                tower.cnn.to(memory_format=torch.channels_last)
+        tower.fc.to(self.device, dtype=torch.float32)
+        tower.requires_grad_(False)
+
+    @property
+    def precomputed(self) -> bool:
+        return self.tower.cnn is None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cuda = self.device.type == 'cuda'
+        if cuda and x.device.type == 'cpu' and not x.is_pinned():
+            x = x.pin_memory()
+        with torch.inference_mode():
+            if self.tower.cnn is not None:
+                x = x.to(self.device, dtype=self.dtype, non_blocking=cuda)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                x = l2_normalize(self.tower.cnn(x).float())
+            else:
+                x = x.to(self.device, dtype=torch.float32, non_blocking=cuda)
+            return self.tower.head(x).cpu()
