@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import pickle
+import shlex
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 import torch
 
 from .model import SUPPORTED_FAMILIES, VSEImageTower, build_tower
+from .weights import CHECKPOINT_NAME, DEFAULT_MODEL, WeightsError, verify_record
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +33,6 @@ logger = logging.getLogger(__name__)
 #: package, i.e. the repository root (config.yml's folder) in a checkout or editable install.
 PACKAGE_PARENT_HINT = Path(__file__).resolve().parent.parent
 
-#: File name looked for when ``model_path`` is a folder (the name the releases use).
-CHECKPOINT_NAME = 'model_best.pth.tar'
 
 PathLike = Union[str, os.PathLike]
 
@@ -55,6 +55,10 @@ class NotACheckpointError(CheckpointError):
 
 class NotVSECheckpointError(CheckpointError):
     """A torch checkpoint, but not one of a VSE++ model."""
+
+
+class CheckpointIntegrityError(CheckpointError):
+    """The file differs from what its download record says was fetched."""
 
 
 @dataclass(frozen=True)
@@ -101,17 +105,12 @@ def resolve_checkpoint_path(model_path: PathLike, search_dirs: Sequence[PathLike
         % (os.fspath(model_path), ', '.join(tried), hint))
 
 
-#: The released models, all inside one archive (about 7 GB).
-RELEASE_ARCHIVE_URL = 'http://www.cs.toronto.edu/~faghri/vsepp/runs.tar'
-DEFAULT_MODEL = 'f30k_vse++_vggfull'
-
-
 def download_command(dest: str, model: str = DEFAULT_MODEL) -> str:
-    """A shell command that puts a released model at ``dest`` (a folder or a file path)."""
-    target = dest if dest.endswith(('.tar', '.pth')) else os.path.join(dest, CHECKPOINT_NAME)
-    folder = os.path.dirname(target) or '.'
-    return ("mkdir -p '%s' && curl -L %s | tar -x -O 'runs/%s/%s' > '%s'"
-            % (folder, RELEASE_ARCHIVE_URL, model, CHECKPOINT_NAME, target))
+    """The command that puts a released model where ``dest`` (a folder or a file) points."""
+    folder = dest
+    if dest.endswith(('.tar', '.pth', '.pt')):
+        folder = os.path.dirname(dest) or '.'
+    return 'vseimageencoder download %s --dest %s' % (model, shlex.quote(folder))
 
 
 def _unique(paths: Iterable[Path]) -> List[Path]:
@@ -310,10 +309,16 @@ def _supports_assign() -> bool:
 def load_tower(path: PathLike) -> Tuple[VSEImageTower, TowerOptions]:
     """Build the image tower a checkpoint file describes and load its weights strictly.
 
-    Returns the tower in eval mode on the CPU, float32, with gradients off, and its
-    options. Raises a :class:`CheckpointError` subclass naming ``path`` and the fault.
+    When a download record (``<file>.json``, written by ``vseimageencoder download``) lies
+    beside the file, its size and sha256 are checked first. Returns the tower in eval mode
+    on the CPU, float32, with gradients off, and its options. Raises a :class:`CheckpointError` subclass naming ``path`` and the fault.
     """
     path = Path(path)
+    if path.is_file():
+        try:
+            verify_record(path)
+        except WeightsError as e:
+            raise CheckpointIntegrityError(str(e)) from None
     ckpt = read_checkpoint(path)
     opts = read_options(ckpt, path)
     sd = remap_state_dict(image_state_dict(ckpt, path))

@@ -1,4 +1,5 @@
-"""Command line: ``vseimageencoder encode PATH...`` (also ``python -m vseimageencoder``).
+"""Command line: ``vseimageencoder encode PATH...`` and ``vseimageencoder download MODEL``
+(also ``python -m vseimageencoder``).
 
 Uses the tower directly, without jina: no pods, no network, just files in and a .npy out.
 """
@@ -167,23 +168,58 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16', 'auto'),
                    help='backbone precision; auto: fp16 on CUDA, bf16 on CPUs with bf16 '
                         'hardware, else fp32 (default: fp32, faithful)')
-    g = e.add_mutually_exclusive_group()
-    g.add_argument('--progress', dest='progress', action='store_true', default=None,
-                   help='show a progress bar on stderr (default: when stderr is a terminal)')
-    g.add_argument('--no-progress', dest='progress', action='store_false')
+    _progress_flags(e)
+    from .weights import DEFAULT_MODEL, RELEASE_ARCHIVE_URL, RELEASED_MODELS
+    d = sub.add_parser('download', help='fetch a released model out of the VSE++ release archive',
+                       description='Stream the VSE++ release archive and write one model to '
+                                   'DEST/model_best.pth.tar (and a record of what was fetched '
+                                   'beside it). Nothing is fetched when DEST already holds that '
+                                   'model, verified. Known models: %s.'
+                                   % ', '.join(sorted(RELEASED_MODELS)))
+    d.add_argument('model', metavar='MODEL', help='released model name, e.g. %s' % DEFAULT_MODEL)
+    d.add_argument('--source', default=None,
+                   help='the archive: an http(s) URL or a local path (default: %s)' % RELEASE_ARCHIVE_URL)
+    d.add_argument('--dest', default='pretrained', help='folder to write into (default: pretrained)')
+    _progress_flags(d)
     return p
+
+
+def _progress_flags(parser):
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument('--progress', dest='progress', action='store_true', default=None,
+                   help='show progress on stderr (default: when stderr is a terminal)')
+    g.add_argument('--no-progress', dest='progress', action='store_false')
+
+
+def _download(args, progress: bool) -> int:
+    from .weights import UnknownModelError, WeightsError, download
+
+    try:
+        download(args.model, args.source, args.dest, progress)
+    except UnknownModelError as e:
+        logger.error('%s', e)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        logger.error('interrupted; nothing written to %s', args.dest)
+        return EXIT_INTERRUPTED
+    except (WeightsError, OSError) as e:
+        logger.error('%s; nothing written to %s', e, args.dest)
+        return EXIT_SKIPPED
+    return EXIT_OK
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s', stream=sys.stderr)
     logging.getLogger('vseimageencoder.checkpoint').setLevel(logging.WARNING)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    if args.command == 'download':
+        return _download(args, progress)  # no torch import: fetching needs none
     from .checkpoint import CheckpointError
 
     if args.batch_size < 1:
         logger.error('--batch-size must be at least 1, got %d', args.batch_size)
         return EXIT_ERROR
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
     try:
         from .preprocess import expand_paths
         paths = list(expand_paths(args.paths))

@@ -71,8 +71,7 @@ def test_missing_model_gives_download_command(tmp_path):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(str(img))
     r = run_cli('encode', '-o', tmp_path / 'e.npy', img, cwd=str(tmp_path))
     assert r.returncode == 2
-    assert 'curl -L http://www.cs.toronto.edu/~faghri/vsepp/runs.tar' in r.stderr
-    assert "runs/f30k_vse++_vggfull/model_best.pth.tar" in r.stderr
+    assert 'vseimageencoder download f30k_vse++_vggfull --dest pretrained' in r.stderr
     assert not (tmp_path / 'e.npy').exists()
 
 

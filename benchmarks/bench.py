@@ -1,0 +1,204 @@
+"""Throughput, start-up time and peak memory of the encoder against a plain implementation.
+
+    .venv/bin/python benchmarks/bench.py                  # full table (about 15-25 min on 2 cores)
+    .venv/bin/python benchmarks/bench.py --models resnet152 --batches 8 --precisions fp32 auto
+
+Checkpoints with random weights in the VSE++ release layout are written to a temporary
+folder. "plain" is the straightforward way: a torchvision model built with its random init,
+torch.load, load_state_dict, then an eager fp32 NCHW forward with the VSE++ head. Every
+configuration runs in its own fresh process (so peak RSS is its own, and start-up is cold),
+and each row is measured in the same run as its plain baseline. Prints a markdown table.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+# --------------------------------------------------------------------------- workers
+
+def _plain_load(ckpt, cnn_type):
+    import torch
+    import torchvision
+
+    net = getattr(torchvision.models, cnn_type)(weights=None)
+    if cnn_type.startswith('vgg'):
+        width = net.classifier[6].in_features
+        net.classifier = torch.nn.Sequential(*list(net.classifier.children())[:-1])
+    else:
+        width = net.fc.in_features
+        net.fc = torch.nn.Identity()
+    sd = torch.load(ckpt, map_location='cpu', weights_only=False)['model'][0]
+    cnn_sd = {}
+    for k, v in sd.items():
+        if k.startswith('cnn.'):
+            k = k[4:].replace('module.', '')
+            if k.startswith('classifier.1.'):
+                k = 'classifier.0.' + k[len('classifier.1.'):]
+            elif k.startswith('classifier.4.'):
+                k = 'classifier.3.' + k[len('classifier.4.'):]
+            cnn_sd[k] = v
+    net.load_state_dict(cnn_sd)
+    fc = torch.nn.Linear(width, 1024)
+    fc.load_state_dict({'weight': sd['fc.weight'], 'bias': sd['fc.bias']})
+    net.eval()
+
+    def run(x):
+        with torch.no_grad():
+            f = torch.nn.functional.normalize(net(x), dim=1)
+            return torch.nn.functional.normalize(fc(f), dim=1)
+    return run
+
+
+def _ours_load(ckpt, precision):
+    from vseimageencoder.checkpoint import load_tower
+    from vseimageencoder.inference import InferenceTower
+
+    tower, _ = load_tower(ckpt)
+    model = InferenceTower(tower, precision)
+    return model, model.precision
+
+
+def worker(args):
+    """One configuration in this fresh process; prints one JSON line."""
+    import numpy as np
+    import torch
+
+    t0 = time.perf_counter()
+    if args.impl == 'plain':
+        run, resolved = _plain_load(args.ckpt, args.cnn_type), 'fp32'
+    else:
+        run, resolved = _ours_load(args.ckpt, args.precision)
+    load_s = time.perf_counter() - t0
+    result = {'load_s': load_s, 'resolved': resolved, 'throughput': {}, 'outputs': {}}
+    rng = np.random.RandomState(0)
+    for b in args.batches:
+        x = torch.from_numpy(rng.randn(b, 3, 224, 224).astype(np.float32))
+        out = run(x)  # warm-up (allocations, oneDNN primitive creation)
+        n, start = 0, time.perf_counter()
+        while True:
+            run(x)
+            n += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= args.min_time or n >= args.max_iters:
+                break
+        result['throughput'][str(b)] = n * b / elapsed
+        result['outputs'][str(b)] = out[:2].float().numpy().tolist()
+    result['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print('RESULT ' + json.dumps(result))
+
+
+def load_worker(args):
+    """Cold start only: build + load (+ prepare), in this fresh process."""
+    import torch  # noqa: F401  (imports are not part of what is compared)
+    import torchvision  # noqa: F401
+
+    t0 = time.perf_counter()
+    if args.impl == 'plain':
+        _plain_load(args.ckpt, args.cnn_type)
+    else:
+        _ours_load(args.ckpt, 'fp32')
+    print('RESULT ' + json.dumps({'load_s': time.perf_counter() - t0}))
+
+
+# --------------------------------------------------------------------------- driver
+
+def _spawn(mode, **kw):
+    cmd = [sys.executable, __file__, '--worker', mode]
+    for k, v in kw.items():
+        if isinstance(v, list):
+            cmd += ['--' + k.replace('_', '-')] + [str(x) for x in v]
+        else:
+            cmd += ['--' + k.replace('_', '-'), str(v)]
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    line = [l for l in r.stdout.splitlines() if l.startswith('RESULT ')]
+    if r.returncode != 0 or not line:
+        raise RuntimeError('benchmark worker failed: %s\n%s' % (' '.join(cmd), r.stderr[-3000:]))
+    return json.loads(line[-1][7:])
+
+
+def _cosine(a, b):
+    import numpy as np
+    a, b = np.asarray(a), np.asarray(b)
+    return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())
+
+
+def _machine():
+    import torch
+    from vseimageencoder.inference import cpu_has_fast_bf16, cpu_has_fast_fp16
+    cpu = platform.processor() or 'unknown CPU'
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next(l.split(':', 1)[1].strip() for l in f if l.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    return ('%s, %d cores, torch %s (%d threads), Python %s; bf16 hardware: %s, fp16 hardware: %s'
+            % (cpu, os.cpu_count(), torch.__version__, torch.get_num_threads(),
+               platform.python_version(), cpu_has_fast_bf16(), cpu_has_fast_fp16()))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--models', nargs='+', default=['resnet152', 'vgg19'])
+    ap.add_argument('--batches', nargs='+', type=int, default=[1, 8, 32])
+    ap.add_argument('--precisions', nargs='+', default=['fp32', 'bf16', 'fp16', 'auto'])
+    ap.add_argument('--min-time', type=float, default=3.0, help='seconds of timed runs per batch size')
+    ap.add_argument('--max-iters', type=int, default=20)
+    ap.add_argument('--load-repeats', type=int, default=3)
+    ap.add_argument('--worker', choices=['run', 'load'], help=argparse.SUPPRESS)
+    ap.add_argument('--impl', help=argparse.SUPPRESS)
+    ap.add_argument('--ckpt', help=argparse.SUPPRESS)
+    ap.add_argument('--cnn-type', help=argparse.SUPPRESS)
+    ap.add_argument('--precision', help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker == 'run':
+        return worker(args)
+    if args.worker == 'load':
+        return load_worker(args)
+
+    from tests.vsepp_release import write_release_checkpoint
+
+    lines = ['Machine: %s. Date: %s.' % (_machine(), time.strftime('%Y-%m-%d')), '']
+    header = '| model | implementation | precision | ' + ' | '.join('batch %d img/s (x plain)' % b for b in args.batches) \
+        + ' | min cosine to plain | peak RSS MB |'
+    lines += [header, '|' + '---|' * (header.count('|') - 1)]
+    load_lines = ['', '| model | plain load s | ours load s | ratio |', '|---|---|---|---|']
+    with tempfile.TemporaryDirectory() as tmp:
+        for cnn in args.models:
+            ckpt = os.path.join(tmp, cnn, 'model_best.pth.tar')
+            write_release_checkpoint(ckpt, cnn, legacy=True, old_vgg_keys=cnn.startswith('vgg'), seed=1)
+            common = dict(ckpt=ckpt, cnn_type=cnn, batches=args.batches, min_time=args.min_time,
+                          max_iters=args.max_iters)
+            plain = _spawn('run', impl='plain', precision='fp32', **common)
+            lines.append('| %s | plain (torchvision, eager NCHW) | fp32 | %s | 1 | %.0f |' % (
+                cnn, ' | '.join('%.2f' % plain['throughput'][str(b)] for b in args.batches),
+                plain['peak_rss_mb']))
+            for prec in args.precisions:
+                ours = _spawn('run', impl='ours', precision=prec, **common)
+                cos = min(_cosine(ours['outputs'][str(b)], plain['outputs'][str(b)]) for b in args.batches)
+                label = prec if prec != 'auto' else 'auto (→ %s)' % ours['resolved']
+                lines.append('| %s | VSEImageEncoder | %s | %s | %.6f | %.0f |' % (
+                    cnn, label, ' | '.join('%.2f (%.2fx)' % (ours['throughput'][str(b)],
+                                                            ours['throughput'][str(b)] / plain['throughput'][str(b)])
+                                           for b in args.batches), cos, ours['peak_rss_mb']))
+                print(lines[-1], file=sys.stderr)
+            pl = statistics.median(_spawn('load', impl='plain', ckpt=ckpt, cnn_type=cnn)['load_s']
+                                   for _ in range(args.load_repeats))
+            ol = statistics.median(_spawn('load', impl='ours', ckpt=ckpt, cnn_type=cnn)['load_s']
+                                   for _ in range(args.load_repeats))
+            load_lines.append('| %s | %.2f | %.2f | %.2f |' % (cnn, pl, ol, ol / pl))
+    print('\n'.join(lines + load_lines))
+
+
+if __name__ == '__main__':
+    main()
