@@ -1,28 +1,49 @@
-# The VSEImageEncoder pod image: `docker run IMAGE --port-in 55555 --port-out 55556`.
-# Tag it as jina's hub computes from manifest.yml: jinahub/pod.encoder.vseimageencoder:<version>-<jina>.
+# The VSEImageEncoder pod image. Users run it as
+#     docker run IMAGE --port-in 55555 --port-out 55556
+# Build it with scripts/build-image.sh, which tags it as jina's hub computes from
+# manifest.yml: jinahub/pod.encoder.vseimageencoder:<version>-<jina version>.
 #
-# Weights: put the checkpoint to bake in at ./pretrained/model_best.pth.tar before building
-# (see README, "Getting the weights"); MODEL_DIR picks another folder of the build context.
+# Build arguments (all optional), for mirrors and offline builds:
+#   BUILDER_BASE     image with Python 3.8/3.9, its headers and a C compiler (jina's lz4
+#                    dependency builds from source); only the build stage uses it
+#   BASE             the runtime image: the same Python, nothing else needed
+#   PYTHON           the interpreter's name in both images
+#   TORCH_INDEX_URL  where torch/torchvision come from; the default is PyTorch's CPU-only
+#                    index (PyPI's Linux wheels carry CUDA, several GB)
+#   PIP_INDEX_URL    everything else
+#   MODEL            the released model baked in (the original hub image used f30k_vse++_vggfull)
+#   WEIGHTS_SOURCE   the VSE++ release archive (URL or path), streamed, never stored
+ARG BUILDER_BASE=python:3.9
 ARG BASE=python:3.9-slim
-FROM ${BASE}
 
-# CPU-only torch wheels live on PyTorch's own index; PyPI's Linux wheels carry CUDA (~3 GB).
+FROM ${BUILDER_BASE} AS build
+ARG PYTHON=python3
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG PIP_INDEX_URL=https://pypi.org/simple
-ARG MODEL_DIR=pretrained
-
-ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-WORKDIR /workspace
-
-COPY requirements.txt ./
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+RUN ${PYTHON} -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+COPY requirements.txt /tmp/requirements.txt
+# torch first, from its own index; then the rest (pytest is for the repository's tests only).
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==2.8.0" "torchvision==0.23.0" \
- && pip install --index-url "${PIP_INDEX_URL}" -r requirements.txt \
- && pip uninstall -y pytest
-
-COPY setup.py manifest.yml README.md config.yml ./
+ && grep -v '^pytest' /tmp/requirements.txt > /tmp/runtime-requirements.txt \
+ && pip install --index-url "${PIP_INDEX_URL}" -r /tmp/runtime-requirements.txt
+WORKDIR /src
+COPY setup.py manifest.yml README.md ./
 COPY vseimageencoder ./vseimageencoder
-RUN pip install --index-url "${PIP_INDEX_URL}" --no-deps .
+RUN pip install --index-url "${PIP_INDEX_URL}" --no-deps . \
+ && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
+ && rm -rf /opt/venv/lib/python3*/site-packages/torch/include \
+           /opt/venv/lib/python3*/site-packages/jina/resources/static
 
-COPY ${MODEL_DIR}/model_best.pth.tar ./pretrained/model_best.pth.tar
-
+FROM ${BASE}
+ARG MODEL=f30k_vse++_vggfull
+ARG WEIGHTS_SOURCE=http://www.cs.toronto.edu/~faghri/vsepp/runs.tar
+ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /workspace
+COPY config.yml manifest.yml ./
+COPY vseimageencoder/_jina_plugin.py ./vseimageencoder/_jina_plugin.py
+RUN vseimageencoder download "${MODEL}" --source "${WEIGHTS_SOURCE}" --dest pretrained --no-progress \
+ && python -c "from vseimageencoder.checkpoint import load_tower; load_tower('pretrained/model_best.pth.tar')"
 ENTRYPOINT ["jina", "pod", "--uses", "config.yml"]

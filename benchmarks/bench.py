@@ -31,13 +31,10 @@ def _plain_load(ckpt, cnn_type):
     import torch
     import torchvision
 
+    from tests.vsepp_release import cut_as_vsepp
+
     net = getattr(torchvision.models, cnn_type)(weights=None)
-    if cnn_type.startswith('vgg'):
-        width = net.classifier[6].in_features
-        net.classifier = torch.nn.Sequential(*list(net.classifier.children())[:-1])
-    else:
-        width = net.fc.in_features
-        net.fc = torch.nn.Identity()
+    width = cut_as_vsepp(net, cnn_type)
     sd = torch.load(ckpt, map_location='cpu', weights_only=False)['model'][0]
     cnn_sd = {}
     for k, v in sd.items():

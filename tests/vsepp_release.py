@@ -25,16 +25,22 @@ def _release_opt(cnn_type, embed_size, img_dim, data_name, no_imgnorm, use_abs):
         reset_train=False, vocab_size=11000)
 
 
-def make_backbone(cnn_type, seed):
-    """A randomly initialised torchvision classifier, cut as VSE++ cuts it; and its width."""
-    torch.manual_seed(seed)
-    net = getattr(torchvision.models, cnn_type)(weights=None)
+def cut_as_vsepp(net, cnn_type):
+    """Drop the classifier's last layer as VSE++ does; returns the feature width."""
     if cnn_type.startswith('vgg'):
         width = net.classifier[6].in_features
         net.classifier = torch.nn.Sequential(*list(net.classifier.children())[:-1])
     else:
         width = net.fc.in_features
         net.fc = torch.nn.Identity()
+    return width
+
+
+def make_backbone(cnn_type, seed):
+    """A randomly initialised torchvision classifier, cut as VSE++ cuts it; and its width."""
+    torch.manual_seed(seed)
+    net = getattr(torchvision.models, cnn_type)(weights=None)
+    width = cut_as_vsepp(net, cnn_type)
     # Random BN statistics, so that a load that forgot them would show.
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm2d):

@@ -1,0 +1,188 @@
+"""The pod image, really built (podman here) and really run, as users run it.
+
+Built FROM Debian bullseye base images made locally with debootstrap; Python packages come
+from the package registry; the weights archive is served from 127.0.0.1 and fetched at
+build time by the image's own download step. Needs podman, debootstrap, runc and iptables
+(.ci/run installs them); without them these tests skip and say why.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests import containers as ctr
+from tests.archive_server import ArchiveServer, write_release_archive
+from tests.integration.fresh_process import run_in_fresh_process
+from tests.integration.test_pod_cli import _free_ports, _send_through_gateway
+from tests.vsepp_release import reference_embed, write_release_checkpoint
+
+REPO = Path(__file__).resolve().parent.parent.parent
+TAG = 'jinahub/pod.encoder.vseimageencoder:0.0.6-0.9.33'
+MODEL = 'f30k_vse++_resnet'
+# jina's CLI asks api.jina.ai for its latest version at start; inside the tests that request
+# goes to a closed port on loopback instead, so nothing leaves this machine.
+NO_EGRESS = {'https_proxy': 'http://127.0.0.1:9', 'HTTPS_PROXY': 'http://127.0.0.1:9',
+             'http_proxy': 'http://127.0.0.1:9', 'HTTP_PROXY': 'http://127.0.0.1:9',
+             'no_proxy': '127.0.0.1,localhost'}
+
+pytestmark = pytest.mark.skipif(bool(ctr.missing_tools()) or os.geteuid() != 0,
+                                reason='container tests need root and %s (installed by .ci/run)'
+                                       % ', '.join(ctr.missing_tools() or ['root']))
+
+
+@pytest.fixture(scope='module')
+def weights(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('weights')
+    ckpt = folder / 'model_best.pth.tar'
+    backbone, fc = write_release_checkpoint(ckpt, 'resnet18', embed_size=1024, seed=31)
+    archive = write_release_archive(folder / 'runs.tar', {
+        'runs/%s/model_best.pth.tar' % MODEL: ckpt,
+        'runs/f30k_vse++_vggfull/model_best.pth.tar': b'\0' * 4096,
+    })
+    return archive, backbone, fc
+
+
+@pytest.fixture(scope='module')
+def image(weights):
+    """Builds the image with the repository's one build command; returns (tag, size)."""
+    env = ctr.podman_env()
+    ctr.ensure_base_images(env)
+    archive = weights[0]
+    args = ['--network', 'host',
+            '--build-arg', 'BUILDER_BASE=' + ctr.BUILDER_BASE,
+            '--build-arg', 'BASE=' + ctr.RUNTIME_BASE,
+            '--build-arg', 'PYTHON=python3.9',
+            # CPU-only wheels live on download.pytorch.org, which this machine cannot reach:
+            # the registry's (CUDA) build stands in; the Dockerfile is otherwise the same.
+            '--build-arg', 'TORCH_INDEX_URL=https://pypi.org/simple',
+            '--build-arg', 'MODEL=' + MODEL]
+    if ctr.host_ca_certs():
+        args += ['--build-arg', 'PIP_CERT=/etc/ssl/certs/ca-certificates.crt']
+    with ArchiveServer(archive) as server:
+        args += ['--build-arg', 'WEIGHTS_SOURCE=' + server.url]
+        r = subprocess.run(['scripts/build-image.sh'] + args, cwd=str(REPO),
+                           env=dict(env, BUILDER='podman'), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, universal_newlines=True, timeout=3000)
+    assert r.returncode == 0, r.stdout[-6000:]
+    assert r.stdout.strip().splitlines()[-1] == TAG
+    size = ctr.podman('image', 'inspect', '--format', '{{.Size}}', TAG, env=env).stdout.strip()
+    sys.stderr.write('\nbuilt %s: %.2f GB\n' % (TAG, int(size) / 1e9))
+    return TAG, int(size)
+
+
+def _images():
+    return np.random.RandomState(77).randn(4, 3, 64, 64).astype(np.float32)
+
+
+def _wait_for_log(name, text, env, timeout=180):
+    deadline = time.time() + timeout
+    logs = ''
+    while time.time() < deadline:
+        logs = ctr.podman('logs', name, env=env, check=False).stdout
+        if text in logs:
+            return logs
+        state = ctr.podman('inspect', '--format', '{{.State.Running}}', name, env=env, check=False).stdout
+        if 'false' in state:
+            break
+        time.sleep(0.5)
+    raise AssertionError('container %s never logged %r:\n%s' % (name, text, logs[-4000:]))
+
+
+def test_image_contents(image):
+    tag, size = image
+    env = ctr.podman_env()
+    r = ctr.podman('run', '--rm', '--network', 'none', '--entrypoint', 'sh', tag, '-c',
+                   'ls /workspace /workspace/pretrained; command -v gcc cc || echo no-compiler; '
+                   'ls /root/.cache 2>/dev/null || echo no-cache; ls /opt/venv/lib/python3.9/site-packages '
+                   '| grep -c -E "^(pytest|_pytest)" || true; '
+                   'python -c "import json; print(json.load(open(\'/workspace/pretrained/model_best.pth.tar.json\'))[\'model\'])"',
+                   env=env)
+    out = r.stdout
+    assert 'config.yml' in out and 'model_best.pth.tar' in out
+    assert 'no-compiler' in out and 'no-cache' in out
+    assert MODEL in out
+    assert not any(l.strip().endswith('.tar') and 'runs' in l for l in out.splitlines())  # no archive kept
+
+
+def test_docker_run_style_with_gateway(image, weights):
+    tag, _ = image
+    _, backbone, fc = weights
+    env = ctr.podman_env()
+    port_in, port_out, port_ctrl, port_expose = _free_ports(4)
+    name = 'vse-test-%d' % port_in
+    envs = sum((['-e', '%s=%s' % kv] for kv in NO_EGRESS.items()), [])
+    ctr.podman('run', '-d', '--rm', '--init', '--network', 'host', '--name', name, *envs, tag,
+               '--port-in', port_in, '--port-out', port_out, '--port-ctrl', port_ctrl, env=env)
+    try:
+        _wait_for_log(name, 'ready and listening', env)
+        got = run_in_fresh_process(_send_through_gateway, port_in, port_out, port_expose, _images(),
+                                   timeout=180)
+    finally:
+        ctr.podman('rm', '-f', '-t', '0', name, env=env, check=False)
+    expected = reference_embed(backbone, fc, _images())
+    assert sorted(got) == ['%016x' % (i + 1) for i in range(4)]
+    for i in range(4):
+        np.testing.assert_allclose(got['%016x' % (i + 1)], expected[i], atol=2e-5)
+
+
+def _docker_py_path() -> Path:
+    """The `docker` client package, installed beside (not into) the venv: with it importable,
+    jina's hub dry-run would try to reach a Docker daemon."""
+    target = ctr.ROOT / 'docker-py'
+    if not (target / 'docker').is_dir():
+        subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet', '--target', str(target),
+                        'docker==7.1.0'], check=True)
+    return target
+
+
+def _flow_with_docker_uses(tag, docker_py, images):
+    sys.path.insert(0, str(docker_py))
+    from jina import Document
+    from jina.flow import Flow
+
+    got = {}
+
+    def on_done(resp):
+        for d in resp.docs:
+            got[d.id] = d.embedding.copy()
+
+    docs = [Document(id='%016x' % (i + 1), blob=img) for i, img in enumerate(images)]
+    with Flow().add(uses='docker://' + tag, timeout_ready=180000,
+                    docker_kwargs={'environment': NO_EGRESS}) as f:
+        f.index(docs, on_done=on_done, request_size=2)
+    return got
+
+
+def test_flow_uses_docker_through_podman_socket(image, weights, tmp_path):
+    tag, _ = image
+    _, backbone, fc = weights
+    docker_py = _docker_py_path()
+    env = ctr.podman_env(subnet_loopback=True)
+    sock = ctr.ROOT / ('podman-%d.sock' % os.getpid())
+    service = subprocess.Popen(['podman', 'system', 'service', '--time=0', 'unix://%s' % sock],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while not sock.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        assert sock.exists(), 'podman API socket did not appear'
+        os.environ['DOCKER_HOST'] = 'unix://%s' % sock
+        try:
+            got = run_in_fresh_process(_flow_with_docker_uses, tag, docker_py, _images(), timeout=300)
+        finally:
+            del os.environ['DOCKER_HOST']
+    finally:
+        service.terminate()
+        service.wait(30)
+        if sock.exists():
+            sock.unlink()
+    expected = reference_embed(backbone, fc, _images())
+    assert sorted(got) == ['%016x' % (i + 1) for i in range(4)]
+    for i in range(4):
+        np.testing.assert_allclose(got['%016x' % (i + 1)], expected[i], atol=2e-5)
