@@ -11,6 +11,7 @@
 #   TORCH_INDEX_URL  where torch/torchvision come from; the default is PyTorch's CPU-only
 #                    index (PyPI's Linux wheels carry CUDA, several GB)
 #   PIP_INDEX_URL    everything else
+#   PIP_CERT         a CA bundle in the base image, where TLS is intercepted by a local CA
 #   MODEL            the released model baked in (the original hub image used f30k_vse++_vggfull)
 #   WEIGHTS_SOURCE   the VSE++ release archive (URL or path), streamed, never stored
 ARG BUILDER_BASE=python:3.9
@@ -20,9 +21,14 @@ FROM ${BUILDER_BASE} AS build
 ARG PYTHON=python3
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG PIP_INDEX_URL=https://pypi.org/simple
+# Set PIP_CERT to a CA bundle inside the base image where TLS is intercepted by a local CA
+# (pip >= 20.x uses its own certifi store, not the system one).
+ARG PIP_CERT
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN ${PYTHON} -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
+# Debian's venv brings pip 20 / setuptools 44, too old to build jina's lz4 from source.
+RUN pip install --index-url "${PIP_INDEX_URL}" --upgrade "pip<25" "setuptools<70" wheel
 COPY requirements.txt /tmp/requirements.txt
 # torch first, from its own index; then the rest (pytest is for the repository's tests only).
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==2.8.0" "torchvision==0.23.0" \
@@ -37,13 +43,14 @@ RUN pip install --index-url "${PIP_INDEX_URL}" --no-deps . \
            /opt/venv/lib/python3*/site-packages/jina/resources/static
 
 FROM ${BASE}
-ARG MODEL=f30k_vse++_vggfull
-ARG WEIGHTS_SOURCE=http://www.cs.toronto.edu/~faghri/vsepp/runs.tar
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /workspace
 COPY config.yml manifest.yml ./
 COPY vseimageencoder/_jina_plugin.py ./vseimageencoder/_jina_plugin.py
+# Declared here, after the copies, so another model or source only redoes this step.
+ARG MODEL=f30k_vse++_vggfull
+ARG WEIGHTS_SOURCE=http://www.cs.toronto.edu/~faghri/vsepp/runs.tar
 RUN vseimageencoder download "${MODEL}" --source "${WEIGHTS_SOURCE}" --dest pretrained --no-progress \
  && python -c "from vseimageencoder.checkpoint import load_tower; load_tower('pretrained/model_best.pth.tar')"
 ENTRYPOINT ["jina", "pod", "--uses", "config.yml"]

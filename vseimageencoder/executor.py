@@ -11,7 +11,6 @@ from .preprocess import (check_feature_batch, check_image_batch, normalize_chann
                          transform_batch)
 
 
-
 class VSEImageEncoder(BaseTorchEncoder):
     """Encode images into VSE++ joint-space embeddings (Faghri et al., BMVC 2018).
 
@@ -87,12 +86,7 @@ class VSEImageEncoder(BaseTorchEncoder):
             batch = check_feature_batch(data, self.options.img_dim)
         else:
             batch = check_image_batch(data, self.channel_axis)
-            if batch.dtype == np.uint8:
-                # Raw pixels: the VSE++ evaluation transform, one image at a time.
-                if batch.shape[0] == 0:
-                    return np.zeros((0, self.embed_size), dtype=np.float32)
-                batch = transform_batch(batch, channel_axis=1)
-            elif batch.dtype.kind != 'f':
+            if batch.dtype != np.uint8 and batch.dtype.kind != 'f':
                 raise TypeError('the image batch of shape %s has dtype %s; expected float images '
                                 'normalised with the ImageNet mean/std, or uint8 pixels'
                                 % (np.shape(data), batch.dtype))
@@ -102,6 +96,10 @@ class VSEImageEncoder(BaseTorchEncoder):
 
     @batching
     def _encode_batches(self, batch: 'np.ndarray') -> 'np.ndarray':
+        if batch.dtype == np.uint8:
+            # Raw pixels get the VSE++ evaluation transform here, per jina batch, so memory
+            # follows batch_size rather than the request size.
+            batch = transform_batch(batch, channel_axis=1)
         x = self._torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
         try:
             out = self.model(x)

@@ -1,5 +1,6 @@
 """`jina pod --uses config.yml --port-in P --port-out Q` as a real process, served by a gateway."""
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -20,6 +21,20 @@ def _free_ports(n):
     for s in socks:
         s.close()
     return ports
+
+
+def stop_process_group(proc, grace=20):
+    """Stop a `jina pod` process as Ctrl-C does, then make sure its forked peas are gone too."""
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(grace)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(10)
 
 
 def _send_through_gateway(port_in, port_out, port_expose, images):
@@ -57,7 +72,7 @@ def test_jina_pod_cli_serves_requests(tmp_path, small_release, repo_root):
            '--port-in', str(port_in), '--port-out', str(port_out), '--port-ctrl', str(port_ctrl)]
     env = dict(os.environ, PYTHONPATH=str(repo_root))
     proc = subprocess.Popen(cmd, cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, universal_newlines=True)
+                            stderr=subprocess.STDOUT, universal_newlines=True, start_new_session=True)
     lines, ready = [], threading.Event()
 
     def pump():
@@ -76,11 +91,7 @@ def test_jina_pod_cli_serves_requests(tmp_path, small_release, repo_root):
         got = run_in_fresh_process(_send_through_gateway, port_in, port_out, port_expose, images,
                                    timeout=180)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process_group(proc)
     expected = reference_embed(backbone, fc, images)
     assert sorted(got) == ['%016x' % (i + 1) for i in range(5)]
     for i in range(5):
