@@ -150,7 +150,13 @@ class InferenceTower(nn.Module):
                 x = x.to(self.device, dtype=self.dtype, non_blocking=cuda)
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                x = l2_normalize(self.tower.cnn(x).float())
+                feats = self.tower.cnn(x).float()
+                if self.precision == 'fp16' and not bool(torch.isfinite(feats).all()):
+                    # fp16 tops out at 65504; a backbone whose activations grow past it gives
+                    # inf/NaN features, which must not pass as embeddings.
+                    raise ValueError('precision=fp16 overflowed in the %s backbone (non-finite '
+                                     'features); use bf16 or fp32' % type(self.tower.cnn).__name__)
+                x = l2_normalize(feats)
             else:
                 x = x.to(self.device, dtype=torch.float32, non_blocking=cuda)
             return self.tower.head(x).cpu()

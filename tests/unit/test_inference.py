@@ -81,3 +81,13 @@ def test_executor_rejects_unknown_precision(release):
     from vseimageencoder import VSEImageEncoder
     with pytest.raises(ValueError, match="precision='half'"):
         VSEImageEncoder(model_path=str(release[0]), precision='half')
+
+
+def test_fp16_overflow_is_an_error_not_nan(tmp_path):
+    path = tmp_path / 'model_best.pth.tar'
+    write_release_checkpoint(path, 'resnet18', embed_size=16, seed=3)
+    tower, _ = load_tower(path)
+    model = InferenceTower(tower, precision='fp16')
+    huge = torch.full((1, 3, 64, 64), 6.0e4)
+    with pytest.raises(ValueError, match='fp16 overflowed'):
+        model(huge)
