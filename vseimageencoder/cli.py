@@ -80,6 +80,7 @@ def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int 
     from .checkpoint import PACKAGE_PARENT_HINT, load_tower, resolve_checkpoint_path
     from .inference import InferenceTower
     from .preprocess import CHANNELS, CROP, ImageReadError, transform
+    from .weights import publish_mode
 
     ckpt = resolve_checkpoint_path(model_path, [PACKAGE_PARENT_HINT])
     tower, opts = load_tower(ckpt)
@@ -130,10 +131,8 @@ def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int 
             names_f.flush()
             os.fsync(names_f.fileno())
         bar.close(done, skipped)
-        umask = os.umask(0)
-        os.umask(umask)
         for t in (tmp_names, tmp_rows):  # mkstemp's 0600 is for the partial file only
-            os.chmod(t, 0o666 & ~umask)
+            publish_mode(t)
         os.replace(tmp_names, str(names_out))
         os.replace(tmp_rows, str(out))
     except BaseException:

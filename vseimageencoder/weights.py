@@ -78,6 +78,13 @@ def record_path(checkpoint: Union[str, Path]) -> Path:
     return p.with_name(p.name + RECORD_SUFFIX)
 
 
+def publish_mode(path: Union[str, Path]) -> None:
+    """Give a temporary file (mkstemp makes it 0600) the mode a normal new file would get."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(str(path), 0o666 & ~umask)
+
+
 def sha256_of(path: Union[str, Path]) -> str:
     h = hashlib.sha256()
     with open(path, 'rb') as f:
@@ -231,9 +238,7 @@ def download(name: str, source: Optional[str] = None, dest: Union[str, Path] = '
                                % (model.member, source, digest.hexdigest(), model.sha256))
         record = {'model': name, 'source': source, 'member': model.member, 'size': size,
                   'sha256': digest.hexdigest(), 'fetched': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        publish_mode(tmp)
         rec_tmp = tmp + RECORD_SUFFIX
         with open(rec_tmp, 'w', encoding='utf-8') as f:
             json.dump(record, f, indent=1)
