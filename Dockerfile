@@ -5,7 +5,7 @@
 #
 # Build arguments (all optional), for mirrors and offline builds:
 #   BUILDER_BASE     image with Python 3.8/3.9, its headers and a C compiler (jina's lz4
-#                    dependency builds from source); only the build stage uses it
+#                    dependency builds from source); only the build stages use it
 #   BASE             the runtime image: the same Python, nothing else needed
 #   PYTHON           the interpreter's name in both images
 #   TORCH_INDEX_URL  where torch/torchvision come from; the default is PyTorch's CPU-only
@@ -17,7 +17,9 @@
 ARG BUILDER_BASE=python:3.9
 ARG BASE=python:3.9-slim
 
-FROM ${BUILDER_BASE} AS build
+# Stage 1: the dependencies, in a venv that the final image copies whole. Nothing of this
+# package is in it, so a source change leaves this stage and its copy below cached.
+FROM ${BUILDER_BASE} AS deps
 ARG PYTHON=python3
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG PIP_INDEX_URL=https://pypi.org/simple
@@ -31,20 +33,27 @@ ENV PATH=/opt/venv/bin:$PATH
 RUN pip install --index-url "${PIP_INDEX_URL}" --upgrade "pip<25" "setuptools<70" wheel
 COPY requirements.txt /tmp/requirements.txt
 # torch first, from its own index; then the rest (pytest is for the repository's tests only).
+# Headers and jina's web assets are dropped in the same step, so no layer keeps them.
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==2.8.0" "torchvision==0.23.0" \
  && grep -v '^pytest' /tmp/requirements.txt > /tmp/runtime-requirements.txt \
- && pip install --index-url "${PIP_INDEX_URL}" -r /tmp/runtime-requirements.txt
-WORKDIR /src
-COPY setup.py manifest.yml README.md ./
-COPY vseimageencoder ./vseimageencoder
-RUN pip install --index-url "${PIP_INDEX_URL}" --no-deps . \
+ && pip install --index-url "${PIP_INDEX_URL}" -r /tmp/runtime-requirements.txt \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
  && rm -rf /opt/venv/lib/python3*/site-packages/torch/include \
            /opt/venv/lib/python3*/site-packages/jina/resources/static
 
+# Stage 2: this package as a wheel (pure Python, a few tens of kB).
+FROM deps AS package
+WORKDIR /src
+COPY setup.py manifest.yml README.md ./
+COPY vseimageencoder ./vseimageencoder
+RUN pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
+
 FROM ${BASE}
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
-COPY --from=build /opt/venv /opt/venv
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=package /wheels /tmp/wheels
+RUN pip install --no-deps --no-index --no-compile --no-cache-dir --disable-pip-version-check /tmp/wheels/*.whl \
+ && rm -rf /tmp/wheels
 WORKDIR /workspace
 COPY config.yml manifest.yml ./
 COPY vseimageencoder/_jina_plugin.py ./vseimageencoder/_jina_plugin.py

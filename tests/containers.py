@@ -5,11 +5,14 @@ package mirror (a package registry), as the project's notes describe. Everything
 /var/tmp/vseimageencoder-ctr so base images and build layers survive between runs on the
 same machine.
 """
+import contextlib
 import glob
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(os.environ.get('VSE_CONTAINER_ROOT', '/var/tmp/vseimageencoder-ctr'))
@@ -87,3 +90,111 @@ def ensure_base_image(name, packages, env=None, suite='bullseye'):
 def ensure_base_images(env=None):
     ensure_base_image(RUNTIME_BASE, _RUNTIME_PKGS, env)
     ensure_base_image(BUILDER_BASE, _BUILD_PKGS, env)
+
+
+def image_ids_in_build_log(log):
+    """IDs of the images (final and intermediate, cached or new) a podman build printed."""
+    ids = set()
+    for line in log.splitlines():
+        if line.startswith('--> '):
+            word = line[4:].replace('Using cache', '').split()
+            if word and all(c in '0123456789abcdef' for c in word[0]) and len(word[0]) >= 11:
+                ids.add(word[0])
+    return ids
+
+
+def remove_dangling_images_except(keep, env=None):
+    """Remove untagged images, except those whose ID starts or is a prefix of one in ``keep``.
+
+    Time-based pruning would be wrong here: a fully cached build creates nothing new, and
+    pruning by age would then delete the very stages it was cached on.
+    """
+    env = env or podman_env()
+    listed = podman('images', '-a', '--filter', 'dangling=true', '--no-trunc', '--format', '{{.ID}}',
+                    env=env, check=False).stdout.split()
+    for image_id in listed:
+        image_id = image_id.replace('sha256:', '')
+        if not any(image_id.startswith(k) or k.startswith(image_id) for k in keep):
+            podman('rmi', '-f', image_id, env=env, check=False)
+
+
+def remove_containers_of(tag, env=None):
+    """Whatever a failed run left running from the image (jina stops its own on success)."""
+    env = env or podman_env()
+    ids = podman('ps', '-aq', '--filter', 'ancestor=' + tag, env=env, check=False).stdout.split()
+    if ids:
+        podman('rm', '-f', '-t', '0', *ids, env=env, check=False)
+
+
+def docker_py_path() -> Path:
+    """The `docker` client package, installed beside (not into) the venv: with it importable,
+    jina's hub dry-run would try to reach a Docker daemon."""
+    target = ROOT / 'docker-py'
+    if not (target / 'docker').is_dir():
+        subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet', '--target', str(target),
+                        'docker==7.1.0'], check=True)
+    return target
+
+
+@contextlib.contextmanager
+def docker_api():
+    """podman's Docker-compatible API on a private socket, DOCKER_HOST set while inside.
+
+    The service runs with the loopback default subnet (see podman_env), so jina's ContainerRuntime
+    finds 127.0.0.1 as the 'bridge' gateway.
+    """
+    env = podman_env(subnet_loopback=True)
+    sock = ROOT / ('podman-%d.sock' % os.getpid())
+    service = subprocess.Popen(['podman', 'system', 'service', '--time=0', 'unix://%s' % sock],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    old = os.environ.get('DOCKER_HOST')
+    try:
+        deadline = time.time() + 30
+        while not sock.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        if not sock.exists():
+            raise RuntimeError('podman API socket %s did not appear within 30 s' % sock)
+        os.environ['DOCKER_HOST'] = 'unix://%s' % sock
+        yield
+    finally:
+        if old is None:
+            os.environ.pop('DOCKER_HOST', None)
+        else:
+            os.environ['DOCKER_HOST'] = old
+        service.terminate()
+        service.wait(30)
+        if sock.exists():
+            sock.unlink()
+
+
+# jina's CLI asks api.jina.ai for its latest version at start; in containers the tests start,
+# that request goes to a closed port on loopback instead, so nothing leaves this machine.
+NO_EGRESS = {'https_proxy': 'http://127.0.0.1:9', 'HTTPS_PROXY': 'http://127.0.0.1:9',
+             'http_proxy': 'http://127.0.0.1:9', 'HTTP_PROXY': 'http://127.0.0.1:9',
+             'no_proxy': '127.0.0.1,localhost'}
+
+
+def flow_with_docker_uses(tag, images, timeout_ctrl):
+    """Index ``images`` (N, 3, H, W) through ``Flow().add(uses='docker://' + tag)``.
+
+    Runs in a fresh process (tests.integration.fresh_process) inside ``docker_api()``.
+    Returns ({doc id: embedding}, seconds until the Flow was ready, seconds to serve).
+    """
+    sys.path.insert(0, str(docker_py_path()))
+    from jina import Document
+    from jina.flow import Flow
+
+    got = {}
+
+    def on_done(resp):
+        for d in resp.docs:
+            got[d.id] = d.embedding.copy()
+
+    docs = [Document(id='%016x' % (i + 1), blob=img) for i, img in enumerate(images)]
+    start = time.perf_counter()
+    with Flow().add(uses='docker://' + tag, timeout_ready=180000, timeout_ctrl=timeout_ctrl,
+                    docker_kwargs={'environment': NO_EGRESS}) as f:
+        ready = time.perf_counter()
+        f.index(docs, on_done=on_done, request_size=2)
+        served = time.perf_counter()
+    return got, ready - start, served - ready

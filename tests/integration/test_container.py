@@ -23,11 +23,7 @@ from tests.vsepp_release import reference_embed, write_release_checkpoint
 REPO = Path(__file__).resolve().parent.parent.parent
 TAG = 'jinahub/pod.encoder.vseimageencoder:0.0.6-0.9.33'
 MODEL = 'f30k_vse++_resnet'
-# jina's CLI asks api.jina.ai for its latest version at start; inside the tests that request
-# goes to a closed port on loopback instead, so nothing leaves this machine.
-NO_EGRESS = {'https_proxy': 'http://127.0.0.1:9', 'HTTPS_PROXY': 'http://127.0.0.1:9',
-             'http_proxy': 'http://127.0.0.1:9', 'HTTP_PROXY': 'http://127.0.0.1:9',
-             'no_proxy': '127.0.0.1,localhost'}
+NO_EGRESS = ctr.NO_EGRESS
 # Longer than the container takes to import torch and load the model (about 10 s here).
 DOCKER_TIMEOUT_CTRL_MS = 60000
 
@@ -66,7 +62,6 @@ def image(weights):
             '--build-arg', 'MODEL=' + MODEL]
     if ctr.host_ca_certs():
         args += ['--build-arg', 'PIP_CERT=/etc/ssl/certs/ca-certificates.crt']
-    build_started = time.time()
     with ArchiveServer(archive) as server:
         args += ['--build-arg', 'WEIGHTS_SOURCE=' + server.url]
         r = subprocess.run(['scripts/build-image.sh'] + args, cwd=str(REPO),
@@ -80,8 +75,8 @@ def image(weights):
     if old_id and old_id != new_id:
         ctr.podman('rmi', old_id, env=env, check=False)
     # Build stages of earlier builds (dangling once the sources change) would pile up,
-    # several GB each; this build's own stays as the next build's cache.
-    ctr.podman('image', 'prune', '-f', '--filter', 'until=%d' % int(build_started), env=env, check=False)
+    # several GB each; this build's own, cached or new, stay as the next build's cache.
+    ctr.remove_dangling_images_except(ctr.image_ids_in_build_log(r.stdout), env=env)
     size = ctr.podman('image', 'inspect', '--format', '{{.Size}}', TAG, env=env).stdout.strip()
     sys.stderr.write('\nbuilt %s: %.2f GB\n' % (TAG, int(size) / 1e9))
     return TAG, int(size)
@@ -89,14 +84,6 @@ def image(weights):
 
 def _images():
     return np.random.RandomState(77).randn(4, 3, 64, 64).astype(np.float32)
-
-
-def _remove_containers_of(tag):
-    """Whatever a failed test left running from the image (jina stops its own on success)."""
-    env = ctr.podman_env()
-    ids = ctr.podman('ps', '-aq', '--filter', 'ancestor=' + tag, env=env, check=False).stdout.split()
-    if ids:
-        ctr.podman('rm', '-f', '-t', '0', *ids, env=env, check=False)
 
 
 def _wait_for_log(name, text, env, timeout=180):
@@ -150,62 +137,18 @@ def test_docker_run_style_with_gateway(image, weights):
         np.testing.assert_allclose(got['%016x' % (i + 1)], expected[i], atol=2e-5)
 
 
-def _docker_py_path() -> Path:
-    """The `docker` client package, installed beside (not into) the venv: with it importable,
-    jina's hub dry-run would try to reach a Docker daemon."""
-    target = ctr.ROOT / 'docker-py'
-    if not (target / 'docker').is_dir():
-        subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet', '--target', str(target),
-                        'docker==7.1.0'], check=True)
-    return target
-
-
-def _flow_with_docker_uses(tag, docker_py, images):
-    sys.path.insert(0, str(docker_py))
-    from jina import Document
-    from jina.flow import Flow
-
-    got = {}
-
-    def on_done(resp):
-        for d in resp.docs:
-            got[d.id] = d.embedding.copy()
-
-    docs = [Document(id='%016x' % (i + 1), blob=img) for i, img in enumerate(images)]
-    # timeout_ctrl longer than the container's start-up: see the README's "docker://" note.
-    # With jina's 5 s default, readiness polls pile up in the pod's control socket while the
-    # model loads, and its reply to a poller that has gone blocks the pod for good (this test
-    # hung in 7 of 20 runs that way; 0 of 14 with the longer timeout).
-    with Flow().add(uses='docker://' + tag, timeout_ready=180000, timeout_ctrl=DOCKER_TIMEOUT_CTRL_MS,
-                    docker_kwargs={'environment': NO_EGRESS}) as f:
-        f.index(docs, on_done=on_done, request_size=2)
-    return got
-
-
 def test_flow_uses_docker_through_podman_socket(image, weights):
     tag, _ = image
     _, backbone, fc = weights
-    docker_py = _docker_py_path()
-    env = ctr.podman_env(subnet_loopback=True)
-    sock = ctr.ROOT / ('podman-%d.sock' % os.getpid())
-    service = subprocess.Popen(['podman', 'system', 'service', '--time=0', 'unix://%s' % sock],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ctr.docker_py_path()  # installed here, not in the child, so a failure reads plainly
     try:
-        deadline = time.time() + 30
-        while not sock.exists() and time.time() < deadline:
-            time.sleep(0.1)
-        assert sock.exists(), 'podman API socket did not appear'
-        os.environ['DOCKER_HOST'] = 'unix://%s' % sock
-        try:
-            got = run_in_fresh_process(_flow_with_docker_uses, tag, docker_py, _images(), timeout=240)
-        finally:
-            del os.environ['DOCKER_HOST']
+        with ctr.docker_api():
+            # timeout_ctrl longer than the container's start-up: see the README's docker://
+            # note and benchmarks/docker_readiness.py, which measures the hang it avoids.
+            got, _, _ = run_in_fresh_process(ctr.flow_with_docker_uses, tag, _images(),
+                                             DOCKER_TIMEOUT_CTRL_MS, timeout=240)
     finally:
-        service.terminate()
-        service.wait(30)
-        if sock.exists():
-            sock.unlink()
-        _remove_containers_of(tag)
+        ctr.remove_containers_of(tag)
     expected = reference_embed(backbone, fc, _images())
     assert sorted(got) == ['%016x' % (i + 1) for i in range(4)]
     for i in range(4):
