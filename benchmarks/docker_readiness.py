@@ -57,6 +57,7 @@ def main(argv=None):
         sys.exit('docker_readiness: no image %s in %s; build it first by running '
                  '.venv/bin/python -m pytest tests/integration/test_container.py' % (tag, ctr.ROOT))
     ctr.docker_py_path()
+    ctr.remove_containers_of(tag)  # jina names its container after the pod: leftovers clash
 
     import numpy as np
     images = np.random.RandomState(77).randn(4, 3, 64, 64).astype(np.float32)

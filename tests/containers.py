@@ -121,7 +121,11 @@ def remove_dangling_images_except(keep, env=None):
 def remove_containers_of(tag, env=None):
     """Whatever a failed run left running from the image (jina stops its own on success)."""
     env = env or podman_env()
-    ids = podman('ps', '-aq', '--filter', 'ancestor=' + tag, env=env, check=False).stdout.split()
+    # podman's ancestor filter does not match a short name such as 'jinahub/x:tag' against
+    # the stored 'localhost/jinahub/x:tag', so match the names here.
+    listed = podman('ps', '-a', '--format', '{{.ID}} {{.Image}}', env=env, check=False).stdout
+    ids = [line.split()[0] for line in listed.splitlines()
+           if len(line.split()) == 2 and line.split()[1] in (tag, 'localhost/' + tag)]
     if ids:
         podman('rm', '-f', '-t', '0', *ids, env=env, check=False)
 

@@ -7,13 +7,20 @@ started from a spawned child that has done no torch work yet.
 """
 import multiprocessing as mp
 import os
+import pickle
 import queue
 import signal
+import tempfile
 import traceback
 
 
-def _child(q, fn, args, kwargs):
+def _child(q, call_file):
     try:
+        # The call comes through a file, not the spawn pipe: a parent writing a large call
+        # into that pipe blocks for ever if the child dies before reading it all (CPython
+        # keeps the pipe's read end open in the parent until the write is done).
+        with open(call_file, 'rb') as f:
+            fn, args, kwargs = pickle.load(f)
         # A spawned child inherits 'spawn' as its default start method; jina's peas are
         # built for fork (the way users run them), so restore it.
         mp.set_start_method('fork', force=True)
@@ -60,17 +67,23 @@ def run_in_fresh_process(fn, *args, timeout=300, **kwargs):
     """``fn(*args, **kwargs)`` in a spawned process; its return value, or its traceback raised."""
     ctx = mp.get_context('spawn')
     q = ctx.Queue()
-    p = ctx.Process(target=_child, args=(q, fn, args, kwargs))
-    p.start()
+    fd, call_file = tempfile.mkstemp(prefix='fresh-process-', suffix='.pickle')
     try:
-        ok, payload = q.get(timeout=timeout)
-    except queue.Empty:
-        _kill_tree(p)
-        p.join(10)
-        raise TimeoutError('%s did not finish within %d s in its own process' % (fn.__name__, timeout))
-    p.join(60)
-    if p.is_alive():
-        _kill_tree(p)
+        with os.fdopen(fd, 'wb') as f:
+            pickle.dump((fn, args, kwargs), f)
+        p = ctx.Process(target=_child, args=(q, call_file))
+        p.start()
+        try:
+            ok, payload = q.get(timeout=timeout)
+        except queue.Empty:
+            _kill_tree(p)
+            p.join(10)
+            raise TimeoutError('%s did not finish within %d s in its own process' % (fn.__name__, timeout))
+        p.join(60)
+        if p.is_alive():
+            _kill_tree(p)
+    finally:
+        os.unlink(call_file)
     if not ok:
         raise AssertionError('in a fresh process:\n' + payload)
     return payload

@@ -141,6 +141,7 @@ def test_flow_uses_docker_through_podman_socket(image, weights):
     tag, _ = image
     _, backbone, fc = weights
     ctr.docker_py_path()  # installed here, not in the child, so a failure reads plainly
+    ctr.remove_containers_of(tag)  # jina names its container after the pod: leftovers clash
     try:
         with ctr.docker_api():
             # timeout_ctrl longer than the container's start-up: see the README's docker://
