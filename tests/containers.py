@@ -104,7 +104,7 @@ def image_ids_in_build_log(log):
 
 
 def remove_dangling_images_except(keep, env=None):
-    """Remove untagged images, except those whose ID starts or is a prefix of one in ``keep``.
+    """Remove untagged images except those in ``keep`` (IDs full or short, as builds print them).
 
     Time-based pruning would be wrong here: a fully cached build creates nothing new, and
     pruning by age would then delete the very stages it was cached on.
