@@ -66,7 +66,7 @@ def main(argv=None):
         for t in args.timeout_ctrl:
             try:
                 with ctr.docker_api():
-                    got, ready_s, _ = run_in_fresh_process(ctr.flow_with_docker_uses, tag, images, t,
+                    got, ready_s = run_in_fresh_process(ctr.flow_with_docker_uses, tag, images, t,
                                                            timeout=args.per_run)
                 if len(got) != len(images):
                     raise AssertionError('%d of %d embeddings came back' % (len(got), len(images)))

@@ -23,7 +23,6 @@ from tests.vsepp_release import reference_embed, write_release_checkpoint
 REPO = Path(__file__).resolve().parent.parent.parent
 TAG = 'jinahub/pod.encoder.vseimageencoder:0.0.6-0.9.33'
 MODEL = 'f30k_vse++_resnet'
-NO_EGRESS = ctr.NO_EGRESS
 # Longer than the container takes to import torch and load the model (about 10 s here).
 DOCKER_TIMEOUT_CTRL_MS = 60000
 
@@ -50,8 +49,6 @@ def image(weights):
     env = ctr.podman_env()
     ctr.ensure_base_images(env)
     archive = weights[0]
-    old_id = ctr.podman('image', 'inspect', '--format', '{{.Id}}', TAG, env=env, check=False).stdout.strip()
-    old_id = old_id if old_id and ' ' not in old_id else None
     args = ['--network', 'host',
             '--build-arg', 'BUILDER_BASE=' + ctr.BUILDER_BASE,
             '--build-arg', 'BASE=' + ctr.RUNTIME_BASE,
@@ -69,13 +66,9 @@ def image(weights):
                            stderr=subprocess.STDOUT, universal_newlines=True, timeout=3000)
     assert r.returncode == 0, r.stdout[-6000:]
     assert r.stdout.strip().splitlines()[-1] == TAG
-    # A previous image of this tag is now dangling: drop it (several GB with the registry's
-    # CUDA torch). The build stage stays, as the cache for the next build.
-    new_id = ctr.podman('image', 'inspect', '--format', '{{.Id}}', TAG, env=env).stdout.strip()
-    if old_id and old_id != new_id:
-        ctr.podman('rmi', old_id, env=env, check=False)
-    # Build stages of earlier builds (dangling once the sources change) would pile up,
-    # several GB each; this build's own, cached or new, stay as the next build's cache.
+    # A previous image of this tag and the build stages of earlier builds are dangling once
+    # the sources change, several GB each: drop them. This build's own stages, cached or
+    # new, stay as the next build's cache.
     ctr.remove_dangling_images_except(ctr.image_ids_in_build_log(r.stdout), env=env)
     size = ctr.podman('image', 'inspect', '--format', '{{.Size}}', TAG, env=env).stdout.strip()
     sys.stderr.write('\nbuilt %s: %.2f GB\n' % (TAG, int(size) / 1e9))
@@ -122,7 +115,7 @@ def test_docker_run_style_with_gateway(image, weights):
     env = ctr.podman_env()
     port_in, port_out, port_ctrl, port_expose = _free_ports(4)
     name = 'vse-test-%d' % port_in
-    envs = sum((['-e', '%s=%s' % kv] for kv in NO_EGRESS.items()), [])
+    envs = sum((['-e', '%s=%s' % kv] for kv in ctr.NO_EGRESS.items()), [])
     ctr.podman('run', '-d', '--rm', '--init', '--network', 'host', '--name', name, *envs, tag,
                '--port-in', port_in, '--port-out', port_out, '--port-ctrl', port_ctrl, env=env)
     try:
@@ -146,7 +139,7 @@ def test_flow_uses_docker_through_podman_socket(image, weights):
         with ctr.docker_api():
             # timeout_ctrl longer than the container's start-up: see the README's docker://
             # note and benchmarks/docker_readiness.py, which measures the hang it avoids.
-            got, _, _ = run_in_fresh_process(ctr.flow_with_docker_uses, tag, _images(),
+            got, _ = run_in_fresh_process(ctr.flow_with_docker_uses, tag, _images(),
                                              DOCKER_TIMEOUT_CTRL_MS, timeout=240)
     finally:
         ctr.remove_containers_of(tag)
