@@ -29,6 +29,7 @@ setup(
         'torchvision>=0.19',
         'pyyaml>=5.3',
         'Pillow>=8',
+        'nltk>=3.6,<4',
     ],
     entry_points={'console_scripts': ['vseimageencoder = vseimageencoder.cli:main']},
     classifiers=[

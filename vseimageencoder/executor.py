@@ -5,10 +5,8 @@ import numpy as np
 from jina.executors.decorators import batching
 from jina.executors.encoders.frameworks import BaseTorchEncoder
 
-from .checkpoint import PACKAGE_PARENT_HINT, load_tower, resolve_checkpoint_path
-from .inference import PRECISIONS, InferenceTower
-from .preprocess import (check_feature_batch, check_image_batch, normalize_channel_axis,
-                         transform_batch)
+from .encoders import DEFAULT_SEARCH_DIRS, ImageEncoder, check_precision
+from .preprocess import normalize_channel_axis
 
 
 class VSEImageEncoder(BaseTorchEncoder):
@@ -39,9 +37,7 @@ class VSEImageEncoder(BaseTorchEncoder):
             model_path = path
         self.model_path = model_path
         self.channel_axis = normalize_channel_axis(channel_axis)
-        if precision not in PRECISIONS:
-            raise ValueError('precision=%r is not one of %s' % (precision, ', '.join(PRECISIONS)))
-        self.precision = precision
+        self.precision = check_precision(precision)
 
     def _post_init_wrapper(self, _metas=None, _requests=None, fill_in_metas=True):
         # jina 0.9.33 fills default metas only when none are given, so
@@ -54,16 +50,13 @@ class VSEImageEncoder(BaseTorchEncoder):
 
     def post_init(self):
         super().post_init()
-        import torch
-
-        self.checkpoint_path = resolve_checkpoint_path(self.model_path, [PACKAGE_PARENT_HINT])
-        tower, self.options = load_tower(self.checkpoint_path)
         # Moves itself to self.device once, so jina's to_device is not needed.
-        self.model = InferenceTower(tower, self.precision, self.device)
-        self._torch = torch
-        self.logger.info('VSE++ image tower ready on %s: %s, %s, %d-d embeddings, from %s' % (
-            self.device, self.options.cnn_type or 'precomputed features', self.model.precision,
-            self.embed_size, self.checkpoint_path))
+        self.core = ImageEncoder(self.model_path, self.channel_axis, self.precision, self.device,
+                                 search_dirs=DEFAULT_SEARCH_DIRS)
+        self.checkpoint_path = self.core.checkpoint_path
+        self.options = self.core.options
+        self.model = self.core.model
+        self.logger.info(self.core.describe())
 
     @property
     def embed_size(self) -> int:
@@ -82,29 +75,13 @@ class VSEImageEncoder(BaseTorchEncoder):
         :return: float32 ``(B, embed_size)``, each row of unit L2 norm (unless the checkpoint
             was trained with ``no_imgnorm``); ``(0, embed_size)`` for an empty batch.
         """
-        if self.options.precomputed:
-            batch = check_feature_batch(data, self.options.img_dim)
-        else:
-            batch = check_image_batch(data, self.channel_axis)
-            if batch.dtype != np.uint8 and batch.dtype.kind != 'f':
-                raise TypeError('the image batch of shape %s has dtype %s; expected float images '
-                                'normalised with the ImageNet mean/std, or uint8 pixels'
-                                % (np.shape(data), batch.dtype))
+        batch = self.core.check(data)
         if batch.shape[0] == 0:
             return np.zeros((0, self.embed_size), dtype=np.float32)
         return self._encode_batches(batch)
 
     @batching
     def _encode_batches(self, batch: 'np.ndarray') -> 'np.ndarray':
-        if batch.dtype == np.uint8:
-            # Raw pixels get the VSE++ evaluation transform here, per jina batch, so memory
-            # follows batch_size rather than the request size.
-            batch = transform_batch(batch, channel_axis=1)
-        x = self._torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-        try:
-            out = self.model(x)
-        except RuntimeError as e:
-            raise ValueError('the %s backbone cannot encode a batch of shape %s: %s' % (
-                self.options.cnn_type or 'projection', tuple(batch.shape),
-                str(e).splitlines()[0])) from None
-        return out.numpy()
+        # Raw pixels are transformed per jina batch, so memory follows batch_size rather
+        # than the request size.
+        return self.core.encode_checked(batch)

@@ -1,0 +1,114 @@
+"""The jina-free encoders every front end wraps: :class:`ImageEncoder` (and the text one).
+
+Each loads its tower once from a released VSE++ checkpoint, prepares it for inference on
+one device, validates input and returns float32 numpy embeddings. The jina 0.9.33
+executors (:mod:`vseimageencoder.executor`) and the jina 3 Executors are thin layers over
+these classes; the command line uses them directly.
+"""
+import logging
+import os
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from .checkpoint import PACKAGE_PARENT_HINT, load_tower, resolve_checkpoint_path
+from .inference import PRECISIONS, InferenceTower
+from .preprocess import (check_feature_batch, check_image_batch, normalize_channel_axis,
+                         transform_batch)
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+
+#: Where relative model paths are looked up after the working directory.
+DEFAULT_SEARCH_DIRS = (PACKAGE_PARENT_HINT,)
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError('precision=%r is not one of %s' % (precision, ', '.join(PRECISIONS)))
+    return precision
+
+
+class ImageEncoder:
+    """VSE++ image embeddings from a released checkpoint, without jina.
+
+    :param model_path: a checkpoint file or a folder holding ``model_best.pth.tar``; a
+        relative path is tried against the working directory, then ``search_dirs``.
+    :param channel_axis: the axis of the 3 colour channels in image batches (1 for
+        ``(B, 3, H, W)``, -1 or 3 for ``(B, H, W, 3)``).
+    :param precision: backbone arithmetic, ``fp32`` (faithful), ``bf16``, ``fp16`` or ``auto``.
+    :param device: torch device the tower runs on, e.g. ``'cpu'`` or ``'cuda:0'``.
+    """
+
+    def __init__(self, model_path: PathLike = 'pretrained', channel_axis: int = 1,
+                 precision: str = 'fp32', device: str = 'cpu',
+                 search_dirs: Sequence[PathLike] = DEFAULT_SEARCH_DIRS):
+        self.channel_axis = normalize_channel_axis(channel_axis)
+        check_precision(precision)
+        self.checkpoint_path: Path = resolve_checkpoint_path(model_path, list(search_dirs))
+        tower, self.options = load_tower(self.checkpoint_path)
+        self.model = InferenceTower(tower, precision, device)
+        self.device = self.model.device
+        self.precision = self.model.precision
+
+    @property
+    def embed_size(self) -> int:
+        return self.options.embed_size
+
+    def describe(self) -> str:
+        return 'VSE++ image tower on %s: %s, %s, %d-d embeddings, from %s' % (
+            self.device, self.options.cnn_type or 'precomputed features', self.precision,
+            self.embed_size, self.checkpoint_path)
+
+    def check(self, data) -> np.ndarray:
+        """Validate a batch and return it as ``(B, 3, H, W)`` (or ``(B, img_dim)`` features
+        for ``*_precomp`` checkpoints), dtype kept. Raises TypeError / ValueError naming the
+        shape or dtype at fault."""
+        if self.options.precomputed:
+            return check_feature_batch(data, self.options.img_dim)
+        batch = check_image_batch(data, self.channel_axis)
+        if batch.dtype != np.uint8 and batch.dtype.kind != 'f':
+            raise TypeError('the image batch of shape %s has dtype %s; expected float images '
+                            'normalised with the ImageNet mean/std, or uint8 pixels'
+                            % (np.shape(data), batch.dtype))
+        return batch
+
+    def encode_checked(self, batch: np.ndarray) -> np.ndarray:
+        """Embed a batch that :meth:`check` returned (or a slice of one)."""
+        import torch
+
+        if batch.shape[0] == 0:
+            return np.zeros((0, self.embed_size), dtype=np.float32)
+        if batch.dtype == np.uint8:
+            batch = transform_batch(batch, channel_axis=1)
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        try:
+            out = self.model(x)
+        except RuntimeError as e:
+            raise ValueError('the %s backbone cannot encode a batch of shape %s: %s' % (
+                self.options.cnn_type or 'projection', tuple(batch.shape),
+                str(e).splitlines()[0])) from None
+        return out.numpy()
+
+    def encode(self, data, batch_size: Optional[int] = None) -> np.ndarray:
+        """Embed a batch of images.
+
+        :param data: a 4-d batch with the 3 colour channels at ``channel_axis``: uint8 raw
+            RGB pixels of any size (the VSE++ evaluation transform is applied here), or float
+            images already transformed (used as given). ``(B, img_dim)`` features for
+            ``*_precomp`` checkpoints.
+        :param batch_size: forward passes of at most this many images (None: one pass).
+        :return: float32 ``(B, embed_size)``, rows of unit L2 norm (unless the checkpoint says
+            ``no_imgnorm``); ``(0, embed_size)`` for an empty batch.
+        """
+        batch = self.check(data)
+        return _in_slices(self.encode_checked, batch, batch_size, self.embed_size)
+
+
+def _in_slices(fn, batch, batch_size: Optional[int], width: int) -> np.ndarray:
+    n = len(batch)
+    if not batch_size or n <= batch_size:
+        return fn(batch) if n else np.zeros((0, width), np.float32)
+    return np.concatenate([fn(batch[i:i + batch_size]) for i in range(0, n, batch_size)])
