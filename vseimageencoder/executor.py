@@ -2,8 +2,13 @@
 from typing import Optional
 
 import numpy as np
-from jina.executors.decorators import batching
-from jina.executors.encoders.frameworks import BaseTorchEncoder
+
+from ._jina09 import require_jina09
+
+require_jina09()  # before jina's own imports: a clear error on Python 3.10+ or with jina 3
+
+from jina.executors.decorators import batching  # noqa: E402
+from jina.executors.encoders.frameworks import BaseTorchEncoder  # noqa: E402
 
 from .encoders import DEFAULT_SEARCH_DIRS, ImageEncoder, check_precision
 from .preprocess import normalize_channel_axis

@@ -1,0 +1,33 @@
+"""The guard in front of the jina 0.9.33 front end (:mod:`vseimageencoder.executor`).
+
+jina 0.9.33 installs on Python 3.8/3.9 only, and jina 3 uses the same import name, so where
+it is missing (or jina 3 is installed instead) the bare ImportError jina would give says
+nothing useful. This one names what to install, on which Python, and the alternatives.
+"""
+import sys
+
+REQUIRED = '0.9.33'
+
+
+def _message(found: str) -> str:
+    here = 'Python %d.%d.%d' % sys.version_info[:3]
+    return (
+        'vseimageencoder.executor is the jina 0.9.33 front end and needs jina==%s, which '
+        'installs on Python 3.8 or 3.9 only; this is %s with %s. For it: a Python 3.9 '
+        'environment made by `scripts/setup.sh` (or `pip install jina==0.9.33 -e .` there). '
+        'On Python 3.10+: the jina 3 Executors, `from vseimageencoder.jina3 import '
+        'VSEImageEncoder, VSETextEncoder` (environment: `scripts/setup.sh --jina3`), or the '
+        'jina-free core, `from vseimageencoder.encoders import ImageEncoder`.'
+        % (REQUIRED, here, found))
+
+
+def require_jina09() -> None:
+    """Return if jina 0.9.x is importable; otherwise raise :class:`ImportError` saying what
+    to install and on which Python."""
+    try:
+        import jina
+    except ImportError as e:
+        raise ImportError(_message('no jina installed (%s)' % e), name='jina') from e
+    version = str(getattr(jina, '__version__', 'unknown'))
+    if not version.startswith('0.9.'):
+        raise ImportError(_message('jina %s installed' % version), name='jina')
