@@ -13,16 +13,17 @@ import torch.nn.functional as F
 import torchvision
 
 
-def _release_opt(cnn_type, embed_size, img_dim, data_name, no_imgnorm, use_abs):
+def _release_opt(cnn_type, embed_size, img_dim, data_name, no_imgnorm, use_abs,
+                 vocab_size=11000, word_dim=300, num_layers=1):
     # The fields of VSE++'s train.py options, as pickled in the released files.
     return argparse.Namespace(
         data_path='/w/31/faghri/vsepp_data/', data_name=data_name, vocab_path='./vocab/',
-        margin=0.2, num_epochs=30, batch_size=128, word_dim=300, embed_size=embed_size,
-        grad_clip=2.0, crop_size=224, num_layers=1, learning_rate=0.0002, lr_update=15,
+        margin=0.2, num_epochs=30, batch_size=128, word_dim=word_dim, embed_size=embed_size,
+        grad_clip=2.0, crop_size=224, num_layers=num_layers, learning_rate=0.0002, lr_update=15,
         workers=10, log_step=10, val_step=500, logger_name='runs/test', resume='',
         max_violation=True, img_dim=img_dim, finetune=False, cnn_type=cnn_type,
         use_restval=False, measure='cosine', use_abs=use_abs, no_imgnorm=no_imgnorm,
-        reset_train=False, vocab_size=11000)
+        reset_train=False, vocab_size=vocab_size)
 
 
 def cut_as_vsepp(net, cnn_type):
@@ -70,30 +71,86 @@ def release_image_state_dict(backbone, fc, cnn_type, old_vgg_keys=False, torch03
     return sd
 
 
+def make_text_state_dict(vocab_size, word_dim, embed_size, num_layers=1, seed=0):
+    """VSE++'s EncoderText weights (embed, then a GRU), random, keyed as released."""
+    g = torch.Generator().manual_seed(seed + 7)
+    sd = OrderedDict()
+    sd['embed.weight'] = torch.empty(vocab_size, word_dim).uniform_(-0.1, 0.1, generator=g)
+    bound = embed_size ** -0.5
+    for layer in range(num_layers):
+        fan_in = word_dim if layer == 0 else embed_size
+        for name, shape in (('weight_ih', (3 * embed_size, fan_in)), ('weight_hh', (3 * embed_size, embed_size)),
+                            ('bias_ih', (3 * embed_size,)), ('bias_hh', (3 * embed_size,))):
+            sd['rnn.%s_l%d' % (name, layer)] = torch.empty(*shape).uniform_(-bound, bound, generator=g)
+    return sd
+
+
 def write_release_checkpoint(path, cnn_type='resnet18', embed_size=1024, img_dim=4096,
                              precomp=False, no_imgnorm=False, use_abs=False, legacy=True,
-                             old_vgg_keys=False, torch03=True, seed=0):
-    """Write a checkpoint in the release layout; returns (backbone or None, fc) for reference."""
+                             old_vgg_keys=False, torch03=True, seed=0, vocab_size=40, word_dim=16,
+                             num_layers=1, text=True, data_name=None):
+    """Write a checkpoint in the release layout; returns (backbone or None, fc) for reference.
+
+    The text half (``model[1]``) holds random EncoderText weights for ``vocab_size`` words
+    (None of it when ``text`` is False: an image-only checkpoint); read them back with
+    :func:`release_text_state_dict`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if precomp:
         backbone, width = None, img_dim
-        data_name = 'f30k_precomp'
+        data_name = data_name or 'f30k_precomp'
     else:
         backbone, width = make_backbone(cnn_type, seed)
-        data_name = 'f30k'
+        data_name = data_name or 'f30k'
     torch.manual_seed(seed + 1)
     fc = torch.nn.Linear(width, embed_size)
-    text_sd = OrderedDict([('embed.weight', torch.randn(20, 8)), ('rnn.weight_ih_l0', torch.randn(12, 8))])
+    image_sd = release_image_state_dict(backbone, fc, cnn_type, old_vgg_keys, torch03)
+    model = [image_sd, make_text_state_dict(vocab_size, word_dim, embed_size, num_layers, seed)] if text \
+        else [image_sd]
     ckpt = {
         'epoch': 14,
-        'model': [release_image_state_dict(backbone, fc, cnn_type, old_vgg_keys, torch03), text_sd],
+        'model': model,
         'best_rsum': 403.2,
-        'opt': _release_opt(cnn_type, embed_size, img_dim, data_name, no_imgnorm, use_abs),
+        'opt': _release_opt(cnn_type, embed_size, img_dim, data_name, no_imgnorm, use_abs,
+                            vocab_size, word_dim, num_layers),
         'Eiters': 33000,
     }
     torch.save(ckpt, str(path), _use_new_zipfile_serialization=not legacy)
     return backbone, fc
+
+
+def release_text_state_dict(path):
+    """The text half of a checkpoint this module wrote (plain torch.load: our own file)."""
+    return torch.load(str(path), map_location='cpu', weights_only=False)['model'][1]
+
+
+def reference_text_embed(text_sd, word_ids, use_abs=False):
+    """One caption's embedding from its word ids, computed step by step in float64 with
+    the GRU equations written out (no nn.GRU, no padding, no batching)."""
+    sd = {k: v.double() for k, v in text_sd.items()}
+    x = sd['embed.weight'][torch.as_tensor(word_ids, dtype=torch.int64)]  # (T, word_dim)
+    layer = 0
+    while 'rnn.weight_ih_l%d' % layer in sd:
+        w_ih, w_hh = sd['rnn.weight_ih_l%d' % layer], sd['rnn.weight_hh_l%d' % layer]
+        b_ih, b_hh = sd['rnn.bias_ih_l%d' % layer], sd['rnn.bias_hh_l%d' % layer]
+        hidden = w_hh.shape[1]
+        h = torch.zeros(hidden, dtype=torch.float64)
+        outputs = []
+        for t in range(x.shape[0]):
+            gi = w_ih @ x[t] + b_ih
+            gh = w_hh @ h + b_hh
+            r = torch.sigmoid(gi[:hidden] + gh[:hidden])
+            z = torch.sigmoid(gi[hidden:2 * hidden] + gh[hidden:2 * hidden])
+            n = torch.tanh(gi[2 * hidden:] + r * gh[2 * hidden:])
+            h = (1 - z) * n + z * h
+            outputs.append(h)
+        x = torch.stack(outputs)
+        layer += 1
+    out = x[-1] / x[-1].norm()
+    if use_abs:
+        out = out.abs()
+    return out.numpy()
 
 
 @torch.no_grad()

@@ -25,6 +25,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 import torch
 
 from .model import SUPPORTED_FAMILIES, VSEImageTower, build_tower
+from .text_model import VSETextTower, build_text_tower
 from .weights import CHECKPOINT_NAME, DEFAULT_MODEL, WeightsError, verify_record
 
 logger = logging.getLogger(__name__)
@@ -206,13 +207,8 @@ _OPTION_DEFAULTS = dict(embed_size=1024, img_dim=4096, no_imgnorm=False, use_abs
                         data_name='', cnn_type='vgg19')
 
 
-def read_options(ckpt: Mapping, path: PathLike) -> TowerOptions:
-    """The tower-shaping options of a loaded checkpoint's ``opt``.
-
-    Options absent from ``opt`` take VSE++'s training defaults (``cnn_type='vgg19'``,
-    ``embed_size=1024``, ``img_dim=4096``, no flags). ``opt`` may be an
-    ``argparse.Namespace`` (as released) or a dict (re-saved checkpoints).
-    """
+def stored_options(ckpt: Mapping, path: PathLike) -> Mapping:
+    """A loaded checkpoint's ``opt`` as a mapping, after checking the release layout."""
     if not isinstance(ckpt, Mapping) or 'model' not in ckpt or 'opt' not in ckpt:
         found = sorted(map(str, ckpt.keys()))[:10] if isinstance(ckpt, Mapping) else type(ckpt).__name__
         raise NotVSECheckpointError(
@@ -224,6 +220,17 @@ def read_options(ckpt: Mapping, path: PathLike) -> TowerOptions:
     if not isinstance(opt, Mapping):
         raise NotVSECheckpointError("%s: 'opt' is a %s, expected the training options "
                                     '(argparse.Namespace or dict)' % (path, type(opt).__name__))
+    return opt
+
+
+def read_options(ckpt: Mapping, path: PathLike) -> TowerOptions:
+    """The tower-shaping options of a loaded checkpoint's ``opt``.
+
+    Options absent from ``opt`` take VSE++'s training defaults (``cnn_type='vgg19'``,
+    ``embed_size=1024``, ``img_dim=4096``, no flags). ``opt`` may be an
+    ``argparse.Namespace`` (as released) or a dict (re-saved checkpoints).
+    """
+    opt = stored_options(ckpt, path)
     vals = dict(_OPTION_DEFAULTS)
     vals.update({k: opt[k] for k in _OPTION_DEFAULTS if k in opt and opt[k] is not None})
     data_name = str(vals['data_name'])
@@ -365,4 +372,115 @@ def load_tower(path: PathLike) -> Tuple[VSEImageTower, TowerOptions]:
     logger.info('loaded VSE++ image tower from %s (cnn_type=%s, embed_size=%d, no_imgnorm=%s, '
                 'use_abs=%s)', path, opts.cnn_type or 'precomputed', opts.embed_size,
                 opts.no_imgnorm, opts.use_abs)
+    return tower, opts
+
+
+# --------------------------------------------------------------------------- the text half
+
+@dataclass(frozen=True)
+class TextOptions:
+    """The training options that shape the text tower (VSE++ ``opt`` fields), as checked
+    against the tensors of the checkpoint's text state dict."""
+
+    vocab_size: int
+    word_dim: int
+    embed_size: int
+    num_layers: int
+    use_abs: bool = False
+    data_name: str = ''
+
+
+_GRU_PARAMS = ('weight_ih_l%d', 'weight_hh_l%d', 'bias_ih_l%d', 'bias_hh_l%d')
+
+
+def text_state_dict(ckpt: Mapping, path: PathLike) -> Dict[str, torch.Tensor]:
+    """The text encoder's state dict: the second of ``ckpt['model']``, keys as in
+    :class:`VSETextTower` (a ``module.`` prefix from a re-save under DataParallel is dropped).
+    Raises :class:`NotVSECheckpointError` when the checkpoint has no text half."""
+    model = ckpt['model']
+    if not isinstance(model, (list, tuple)) or len(model) < 2 or not isinstance(model[1], Mapping) \
+            or not any(str(k).endswith('embed.weight') for k in model[1]):
+        raise NotVSECheckpointError(
+            "%s has no VSE++ text encoder: 'model' should be [image_state_dict, text_state_dict] "
+            'with embed.* and rnn.* weights in the second (an image-only checkpoint cannot encode '
+            'captions)' % path)
+    sd = {}
+    for k, v in model[1].items():
+        k = str(k)
+        if k.startswith('module.'):
+            k = k[len('module.'):]
+        if not isinstance(v, torch.Tensor):
+            raise NotVSECheckpointError('%s: text state dict entry %s is a %s, not a tensor'
+                                        % (path, k, type(v).__name__))
+        sd[k] = v
+    return sd
+
+
+def read_text_options(ckpt: Mapping, sd: Mapping[str, torch.Tensor], path: PathLike) -> TextOptions:
+    """The text tower's shape, from its tensors, checked against the stored options."""
+    opt = stored_options(ckpt, path)
+    embed = sd.get('embed.weight')
+    if embed is None or embed.dim() != 2:
+        raise NotVSECheckpointError('%s: the text state dict has no 2-d embed.weight' % path)
+    vocab_size, word_dim = map(int, embed.shape)
+    num_layers = 0
+    while 'rnn.weight_ih_l%d' % num_layers in sd:
+        num_layers += 1
+    if num_layers == 0:
+        raise NotVSECheckpointError('%s: the text state dict has no GRU weights (rnn.weight_ih_l0)' % path)
+    w_hh = sd.get('rnn.weight_hh_l0')
+    if w_hh is None or w_hh.dim() != 2:
+        raise NotVSECheckpointError('%s: the text state dict has no 2-d rnn.weight_hh_l0' % path)
+    embed_size = int(w_hh.shape[1])
+    found = dict(vocab_size=vocab_size, word_dim=word_dim, embed_size=embed_size, num_layers=num_layers)
+    for key, value in found.items():
+        stored = opt.get(key)
+        if stored is not None and int(stored) != value:
+            raise NotVSECheckpointError('%s: option %s=%r, but the text weights say %d'
+                                        % (path, key, stored, value))
+    return TextOptions(vocab_size, word_dim, embed_size, num_layers,
+                       use_abs=bool(opt.get('use_abs') or False),
+                       data_name=str(opt.get('data_name') or ''))
+
+
+def load_text_tower(path: PathLike) -> Tuple[VSETextTower, TextOptions]:
+    """Build the text tower a checkpoint file describes and load its weights strictly.
+
+    The same file, record check and safe unpickling as :func:`load_tower`. Returns the tower
+    in eval mode on the CPU, float32, with gradients off, and its options. Raises a
+    :class:`CheckpointError` subclass naming ``path`` and the fault.
+    """
+    path = Path(path)
+    if path.is_file():
+        try:
+            verify_record(path)
+        except WeightsError as e:
+            raise CheckpointIntegrityError(str(e)) from None
+    ckpt = read_checkpoint(path)
+    stored_options(ckpt, path)
+    sd = text_state_dict(ckpt, path)
+    opts = read_text_options(ckpt, sd, path)
+    tower = build_text_tower(opts.vocab_size, opts.word_dim, opts.embed_size, opts.num_layers, opts.use_abs)
+    expected = tower.state_dict()
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    if missing or unexpected:
+        raise NotVSECheckpointError(
+            '%s does not match a VSE++ text tower (%d GRU layers): %d missing keys (%s), '
+            '%d unexpected keys (%s)' % (path, opts.num_layers, len(missing), ', '.join(missing[:5]),
+                                         len(unexpected), ', '.join(unexpected[:5])))
+    wrong = [(k, tuple(sd[k].shape), tuple(v.shape)) for k, v in expected.items()
+             if tuple(sd[k].shape) != tuple(v.shape)]
+    if wrong:
+        raise NotVSECheckpointError('%s: text tensors of the wrong shape: %s' % (
+            path, '; '.join('%s is %s, expected %s' % w for w in wrong[:5])))
+    sd = {k: v.float() for k, v in sd.items()}
+    tower.load_state_dict(sd, strict=True, **({'assign': True} if _supports_assign() else {}))
+    tower.eval()
+    tower.requires_grad_(False)
+    if hasattr(tower.rnn, 'flatten_parameters'):
+        tower.rnn.flatten_parameters()
+    logger.info('loaded VSE++ text tower from %s (vocab_size=%d, word_dim=%d, embed_size=%d, '
+                'num_layers=%d, use_abs=%s)', path, opts.vocab_size, opts.word_dim, opts.embed_size,
+                opts.num_layers, opts.use_abs)
     return tower, opts

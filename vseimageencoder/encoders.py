@@ -112,3 +112,90 @@ def _in_slices(fn, batch, batch_size: Optional[int], width: int) -> np.ndarray:
     if not batch_size or n <= batch_size:
         return fn(batch) if n else np.zeros((0, width), np.float32)
     return np.concatenate([fn(batch[i:i + batch_size]) for i in range(0, n, batch_size)])
+
+
+class TextEncoder:
+    """VSE++ caption embeddings from a released checkpoint and its vocabulary, without jina.
+
+    :param model_path: a checkpoint file or a folder holding ``model_best.pth.tar``, resolved
+        as for :class:`ImageEncoder`; its second state dict is the text tower.
+    :param vocab_path: the vocabulary pickle, or a folder holding ``<data_name>_vocab.pkl``;
+        None: ``<data_name>_vocab.pkl`` beside the checkpoint (where ``vseimageencoder
+        download`` puts it). Relative paths resolve as ``model_path`` does.
+    :param precision: arithmetic of the embedding table and GRU (``fp32`` faithful, ``bf16``,
+        ``fp16``, ``auto``); outputs are float32 and normalised either way.
+    :param device: torch device the tower runs on.
+    """
+
+    def __init__(self, model_path: PathLike = 'pretrained', vocab_path: Optional[PathLike] = None,
+                 precision: str = 'fp32', device: str = 'cpu',
+                 search_dirs: Sequence[PathLike] = DEFAULT_SEARCH_DIRS):
+        import torch
+
+        from .checkpoint import load_text_tower
+        from .inference import DTYPES, resolve_precision
+        from .vocab import NotAVocabularyError, VocabularyError, read_vocabulary, resolve_vocabulary_path
+        from .weights import WeightsError, verify_record
+
+        check_precision(precision)
+        self.checkpoint_path: Path = resolve_checkpoint_path(model_path, list(search_dirs))
+        tower, self.options = load_text_tower(self.checkpoint_path)
+        self.vocab_path: Path = resolve_vocabulary_path(vocab_path, self.checkpoint_path,
+                                                        self.options.data_name, list(search_dirs))
+        try:
+            verify_record(self.vocab_path)
+        except WeightsError as e:
+            raise VocabularyError(str(e)) from None
+        self.vocab = read_vocabulary(self.vocab_path)
+        if len(self.vocab) != self.options.vocab_size:
+            raise NotAVocabularyError(
+                '%s has %d words, but the text tower of %s has an embedding table of %d rows: '
+                'not the vocabulary this model was trained with (data_name %r)'
+                % (self.vocab_path, len(self.vocab), self.checkpoint_path, self.options.vocab_size,
+                   self.options.data_name))
+        self.device = torch.device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.model = tower.to(self.device, dtype=DTYPES[self.precision])
+        self._torch = torch
+
+    @property
+    def embed_size(self) -> int:
+        return self.options.embed_size
+
+    def describe(self) -> str:
+        return ('VSE++ text tower on %s: %d-word vocabulary %s, %d GRU layer(s), %s, %d-d '
+                'embeddings, from %s' % (self.device, len(self.vocab), self.vocab_path,
+                                         self.options.num_layers, self.precision, self.embed_size,
+                                         self.checkpoint_path))
+
+    def check(self, texts) -> list:
+        """Captions as a list of str (from a list, tuple or 1-d array); TypeError names the
+        first item that is not a str."""
+        from .vocab import check_texts
+        return check_texts(texts)
+
+    def word_ids(self, caption: str) -> list:
+        """``<start>``, the caption's word ids as VSE++ tokenised it, ``<end>``."""
+        return self.vocab.ids(caption)
+
+    def encode_checked(self, captions: Sequence[str]) -> np.ndarray:
+        """Embed captions that :meth:`check` returned (or a slice of them)."""
+        from .text_model import pad_ids
+
+        if len(captions) == 0:
+            return np.zeros((0, self.embed_size), dtype=np.float32)
+        ids, lengths = pad_ids([self.word_ids(c) for c in captions])
+        with self._torch.inference_mode():
+            out = self.model(ids.to(self.device), lengths)
+        return out.float().cpu().numpy()
+
+    def encode(self, texts, batch_size: Optional[int] = None) -> np.ndarray:
+        """Embed a batch of captions.
+
+        :param texts: a list/tuple or 1-d array of str; ``''`` encodes as ``<start> <end>``.
+        :param batch_size: forward passes of at most this many captions (None: one pass).
+        :return: float32 ``(B, embed_size)``, rows of unit L2 norm (non-negative when the
+            checkpoint says ``use_abs``); a caption gives the same row alone or in any batch.
+        """
+        captions = self.check(texts)
+        return _in_slices(self.encode_checked, captions, batch_size, self.embed_size)

@@ -1,4 +1,10 @@
-"""The jina 0.9.33 front end: :class:`VSEImageEncoder`, a thin executor around the tower."""
+"""The jina 0.9.33 front end: :class:`VSEImageEncoder` and :class:`VSETextEncoder`, thin
+executors around the jina-free encoders of :mod:`vseimageencoder.encoders`.
+
+Importing this module registers both YAML tags (``!VSEImageEncoder``, ``!VSETextEncoder``)
+over the executors of the same names that jina 0.9.33 bundles; ``import vseimageencoder``
+does so when jina 0.9 is installed. Torch is imported when an executor is built, not here.
+"""
 from typing import Optional
 
 import numpy as np
@@ -10,11 +16,48 @@ require_jina09()  # before jina's own imports: a clear error on Python 3.10+ or 
 from jina.executors.decorators import batching  # noqa: E402
 from jina.executors.encoders.frameworks import BaseTorchEncoder  # noqa: E402
 
-from .encoders import DEFAULT_SEARCH_DIRS, ImageEncoder, check_precision
-from .preprocess import normalize_channel_axis
+from .preprocess import normalize_channel_axis  # noqa: E402
 
 
-class VSEImageEncoder(BaseTorchEncoder):
+def _check_precision(precision: str) -> str:
+    from .encoders import check_precision
+    return check_precision(precision)
+
+
+class _VSEExecutor(BaseTorchEncoder):
+    """What both towers' executors share: the deprecated ``path`` name and complete metas."""
+
+    def _model_path(self, model_path: str, path: Optional[str]) -> str:
+        # ``path`` is the hub 0.0.x name, kept so old YAMLs still load.
+        if path is not None:
+            self.logger.warning('"path" is deprecated, use "model_path"; using %s' % path)
+            return path
+        return model_path
+
+    def _post_init_wrapper(self, _metas=None, _requests=None, fill_in_metas=True):
+        # jina 0.9.33 fills default metas only when none are given, so
+        # VSEImageEncoder(metas={'batch_size': 8}) would lack on_gpu and fail later with a
+        # bare AttributeError. Defaults go under whatever the caller gave.
+        if _metas and fill_in_metas:
+            from jina.executors.metas import get_default_metas
+            _metas = {**get_default_metas(), **_metas}
+        super()._post_init_wrapper(_metas, _requests, fill_in_metas)
+
+    @property
+    def embed_size(self) -> int:
+        """Width of the embeddings :meth:`encode` returns."""
+        return self.core.embed_size
+
+    def _empty(self) -> 'np.ndarray':
+        return np.zeros((0, self.embed_size), dtype=np.float32)
+
+    @batching
+    def _encode_batches(self, batch) -> 'np.ndarray':
+        # Per jina batch (metas batch_size), so memory follows batch_size, not the request.
+        return self.core.encode_checked(batch)
+
+
+class VSEImageEncoder(_VSEExecutor):
     """Encode images into VSE++ joint-space embeddings (Faghri et al., BMVC 2018).
 
     :param model_path: a VSE++ checkpoint (``model_best.pth.tar`` as released) or a folder
@@ -35,26 +78,15 @@ class VSEImageEncoder(BaseTorchEncoder):
                  precision: str = 'fp32', path: Optional[str] = None,
                  pool_strategy: Optional[str] = None, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # ``path`` and ``pool_strategy`` are the hub 0.0.x names, kept so old YAMLs still load:
-        # ``path`` is model_path; pooling never applied (the tower's output is already a vector).
-        if path is not None:
-            self.logger.warning('"path" is deprecated, use "model_path"; using %s' % path)
-            model_path = path
-        self.model_path = model_path
+        # ``pool_strategy`` (hub 0.0.x) never applied: the tower's output is already a vector.
+        self.model_path = self._model_path(model_path, path)
         self.channel_axis = normalize_channel_axis(channel_axis)
-        self.precision = check_precision(precision)
-
-    def _post_init_wrapper(self, _metas=None, _requests=None, fill_in_metas=True):
-        # jina 0.9.33 fills default metas only when none are given, so
-        # VSEImageEncoder(metas={'batch_size': 8}) would lack on_gpu and fail later with a
-        # bare AttributeError. Defaults go under whatever the caller gave.
-        if _metas and fill_in_metas:
-            from jina.executors.metas import get_default_metas
-            _metas = {**get_default_metas(), **_metas}
-        super()._post_init_wrapper(_metas, _requests, fill_in_metas)
+        self.precision = _check_precision(precision)
 
     def post_init(self):
         super().post_init()
+        from .encoders import DEFAULT_SEARCH_DIRS, ImageEncoder
+
         # Moves itself to self.device once, so jina's to_device is not needed.
         self.core = ImageEncoder(self.model_path, self.channel_axis, self.precision, self.device,
                                  search_dirs=DEFAULT_SEARCH_DIRS)
@@ -62,11 +94,6 @@ class VSEImageEncoder(BaseTorchEncoder):
         self.options = self.core.options
         self.model = self.core.model
         self.logger.info(self.core.describe())
-
-    @property
-    def embed_size(self) -> int:
-        """Width of the embeddings :meth:`encode` returns."""
-        return self.options.embed_size
 
     def encode(self, data: 'np.ndarray', *args, **kwargs) -> 'np.ndarray':
         """Embed a batch of images.
@@ -81,12 +108,50 @@ class VSEImageEncoder(BaseTorchEncoder):
             was trained with ``no_imgnorm``); ``(0, embed_size)`` for an empty batch.
         """
         batch = self.core.check(data)
-        if batch.shape[0] == 0:
-            return np.zeros((0, self.embed_size), dtype=np.float32)
-        return self._encode_batches(batch)
+        return self._encode_batches(batch) if len(batch) else self._empty()
 
-    @batching
-    def _encode_batches(self, batch: 'np.ndarray') -> 'np.ndarray':
-        # Raw pixels are transformed per jina batch, so memory follows batch_size rather
-        # than the request size.
-        return self.core.encode_checked(batch)
+
+class VSETextEncoder(_VSEExecutor):
+    """Encode captions into VSE++ joint-space embeddings, the companion of
+    :class:`VSEImageEncoder` (same checkpoints: their second state dict is the text tower).
+
+    :param model_path: a VSE++ checkpoint or a folder holding ``model_best.pth.tar``,
+        resolved as for :class:`VSEImageEncoder`.
+    :param vocab_path: the vocabulary pickle (``<data_name>_vocab.pkl`` from the release's
+        ``vocab.tar``) or a folder holding it; None: beside the checkpoint, where
+        ``vseimageencoder download`` puts it. Relative paths resolve as ``model_path`` does.
+    :param precision: arithmetic of the embedding table and GRU: ``fp32`` (faithful),
+        ``bf16``, ``fp16`` or ``auto``; outputs are float32 and L2-normalised either way.
+    :param path: deprecated hub 0.0.x name of ``model_path``.
+
+    jina's metas apply as for :class:`VSEImageEncoder`.
+    """
+
+    def __init__(self, model_path: str = 'pretrained', vocab_path: Optional[str] = None,
+                 precision: str = 'fp32', path: Optional[str] = None, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_path = self._model_path(model_path, path)
+        self.vocab_path = vocab_path
+        self.precision = _check_precision(precision)
+
+    def post_init(self):
+        super().post_init()
+        from .encoders import DEFAULT_SEARCH_DIRS, TextEncoder
+
+        self.core = TextEncoder(self.model_path, self.vocab_path, self.precision, self.device,
+                                search_dirs=DEFAULT_SEARCH_DIRS)
+        self.checkpoint_path = self.core.checkpoint_path
+        self.options = self.core.options
+        self.model = self.core.model
+        self.logger.info(self.core.describe())
+
+    def encode(self, data, *args, **kwargs) -> 'np.ndarray':
+        """Embed a batch of captions.
+
+        :param data: a 1-d array or list of str (what jina's EncodeDriver hands over for
+            text Documents); ``''`` encodes as the start and end tokens only.
+        :return: float32 ``(B, embed_size)``, each row of unit L2 norm; a caption gives the
+            same row alone or in any batch.
+        """
+        captions = self.core.check(data)
+        return self._encode_batches(captions) if captions else self._empty()
