@@ -11,20 +11,8 @@ import sys
 
 
 def disable_phone_home():
-    import jina.helper
-    import jina.flow.base
-    import jina.peapods.pods.helper
-
-    def no_public_ip():
-        return None
-
-    for mod in (jina.helper, jina.flow.base, jina.peapods.pods.helper):
-        mod.get_public_ip = no_public_ip
-    try:
-        import cli
-    except ImportError:
-        return
-    cli._is_latest_version = lambda *a, **k: None
+    from vseimageencoder._jina09 import disable_phone_home as package_switch
+    package_switch()
 
 
 def main(argv=None):

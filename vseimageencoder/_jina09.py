@@ -31,3 +31,25 @@ def require_jina09() -> None:
     version = str(getattr(jina, '__version__', 'unknown'))
     if not version.startswith('0.9.'):
         raise ImportError(_message('jina %s installed' % version), name='jina')
+
+
+def disable_phone_home() -> None:
+    """Keep jina 0.9.33 on this machine: it looks up the public IP from public web services
+    at every Flow start (shown in its start-up banner only), and its command line asks
+    api.jina.ai for the latest version before every command. Both become no-ops. Pods are
+    forked from the calling process, so calling this before a Flow starts covers them."""
+    require_jina09()
+    import jina.flow.base
+    import jina.helper
+    import jina.peapods.pods.helper
+
+    def no_public_ip():
+        return None
+
+    for mod in (jina.helper, jina.flow.base, jina.peapods.pods.helper):
+        mod.get_public_ip = no_public_ip
+    try:
+        import cli  # jina 0.9.33's command line ships as a top-level package of that name
+    except ImportError:
+        return
+    cli._is_latest_version = lambda *a, **k: None

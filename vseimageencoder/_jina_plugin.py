@@ -1,5 +1,5 @@
-"""Named in config.yml's ``py_modules``: jina loads this file by path, and importing the
-package registers the ``!VSEImageEncoder`` YAML tag."""
+"""Named in the ``py_modules`` of config.yml and text.yml: jina loads this file by path, and
+importing the package registers the ``!VSEImageEncoder`` and ``!VSETextEncoder`` YAML tags."""
 import os
 import sys
 
