@@ -67,20 +67,32 @@ class _Progress:
 
 
 def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int = 32,
-                 progress: bool = False, device: str = 'cpu', precision: str = 'fp32') -> int:
+                 progress: bool = False, device: str = 'cpu', precision: str = 'fp32',
+                 resize: Optional[str] = None, readers: Optional[int] = None) -> int:
     """Embed image files into ``out`` (float32 .npy, one row per readable image, in order)
     and ``<out stem>.files.txt`` (the file of each row). Returns the number skipped.
 
+    ``readers`` threads (None: :func:`~vseimageencoder.reader.default_readers`; 0: read on
+    this thread, nothing ahead) decode and transform (``resize``: ``'fast'`` or ``'exact'``,
+    None for the default) up to ``batch_size + readers`` images ahead of the tower.
     Memory is bounded by ``batch_size``: rows are streamed to a temporary file beside
     ``out``, renamed into place only when every image was tried. On any abort nothing is
     left at ``out``.
     """
+    import functools
+
     import torch
 
     from .checkpoint import PACKAGE_PARENT_HINT, load_tower, resolve_checkpoint_path
     from .inference import InferenceTower
-    from .preprocess import CHANNELS, CROP, ImageReadError, transform
+    from .preprocess import CHANNELS, CROP, DEFAULT_RESIZE, ImageReadError, check_resize, transform
+    from .reader import default_readers, read_in_order
     from .weights import publish_mode
+
+    resize = check_resize(resize or DEFAULT_RESIZE)
+    readers = default_readers() if readers is None else readers
+    if readers < 0:
+        raise ValueError('readers must be 0 (read on the main thread) or more, got %d' % readers)
 
     ckpt = resolve_checkpoint_path(model_path, [PACKAGE_PARENT_HINT])
     tower, opts = load_tower(ckpt)
@@ -112,17 +124,18 @@ def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int 
                 done += len(batch_names)
                 batch_names.clear()
 
-            for p in paths:
-                try:
-                    batch[len(batch_names)] = transform(p)
-                except ImageReadError as e:
-                    skipped += 1
-                    logger.warning('skipped: %s', e)
-                else:
-                    batch_names.append(str(p))
-                    if len(batch_names) == batch_size:
-                        flush()
-                bar.update(done, skipped)
+            load = functools.partial(transform, resize=resize)
+            with read_in_order(paths, load, readers, batch_size + readers, (ImageReadError,)) as images:
+                for p, x in images:
+                    if isinstance(x, ImageReadError):
+                        skipped += 1
+                        logger.warning('skipped: %s', x)
+                    else:
+                        batch[len(batch_names)] = x
+                        batch_names.append(str(p))
+                        if len(batch_names) == batch_size:
+                            flush()
+                    bar.update(done, skipped)
             flush()
             rows_f.seek(0)
             rows_f.write(_npy_header(done, opts.embed_size))
@@ -167,18 +180,39 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16', 'auto'),
                    help='backbone precision; auto: fp16 on CUDA, bf16 on CPUs with bf16 '
                         'hardware, else fp32 (default: fp32, faithful)')
+    from .preprocess import DEFAULT_RESIZE, RESIZE_MODES
+    from .reader import default_readers
+    e.add_argument('--resize', default=DEFAULT_RESIZE, choices=RESIZE_MODES,
+                   help='fast: decode JPEGs at reduced scale and resize only the crop, cost flat in '
+                        'megapixels; exact: the faithful transform, full decode then resize '
+                        '(default: %s)' % DEFAULT_RESIZE)
+    e.add_argument('--readers', type=int, default=None, metavar='N',
+                   help='threads reading and transforming images ahead of the model; 0 reads on '
+                        'the main thread (default: half the CPU cores, 1 to 8; %d here)'
+                        % default_readers())
     _progress_flags(e)
-    from .weights import DEFAULT_MODEL, RELEASE_ARCHIVE_URL, RELEASED_MODELS
-    d = sub.add_parser('download', help='fetch a released model out of the VSE++ release archive',
+    from .weights import DEFAULT_MODEL, RELEASE_ARCHIVE_URL, RELEASED_MODELS, VOCAB_ARCHIVE_URL
+    d = sub.add_parser('download', help='fetch a released model and its vocabulary',
                        description='Stream the VSE++ release archive and write one model to '
-                                   'DEST/model_best.pth.tar (and a record of what was fetched '
-                                   'beside it). Nothing is fetched when DEST already holds that '
-                                   'model, verified. Known models: %s.'
+                                   'DEST/model_best.pth.tar, then stream the vocabulary archive and '
+                                   'write the vocabulary its text tower was trained with to '
+                                   'DEST/<data_name>_vocab.pkl, each with a record of what was '
+                                   'fetched beside it (.json). Nothing is fetched for a file DEST '
+                                   'already holds, verified. If the vocabulary fails after the model '
+                                   'arrived, the model is kept. Known models: %s.'
                                    % ', '.join(sorted(RELEASED_MODELS)))
     d.add_argument('model', metavar='MODEL', help='released model name, e.g. %s' % DEFAULT_MODEL)
-    d.add_argument('--source', default=None,
-                   help='the archive: an http(s) URL or a local path (default: %s)' % RELEASE_ARCHIVE_URL)
+    d.add_argument('--source', default=None, metavar='URL|PATH',
+                   help='the model archive: an http(s) URL or a local path (default: %s)' % RELEASE_ARCHIVE_URL)
+    d.add_argument('--vocab-source', default=None, metavar='URL|PATH',
+                   help='the vocabulary archive: an http(s) URL or a local path (default: %s)'
+                        % VOCAB_ARCHIVE_URL)
     d.add_argument('--dest', default='pretrained', help='folder to write into (default: pretrained)')
+    which = d.add_mutually_exclusive_group()
+    which.add_argument('--no-vocab', action='store_true',
+                       help='the model only (the image encoder needs no vocabulary)')
+    which.add_argument('--vocab-only', action='store_true',
+                       help="the model's vocabulary only, e.g. beside a checkpoint you already have")
     _progress_flags(d)
     _search_parser(sub)
     return p
@@ -258,16 +292,32 @@ def _progress_flags(parser):
 
 
 def _download(args, progress: bool) -> int:
-    from .weights import UnknownModelError, WeightsError, download
+    import shlex
+
+    from .weights import (UnknownModelError, VocabularyDownloadError, WeightsError, download,
+                          download_vocab)
 
     try:
-        download(args.model, args.source, args.dest, progress)
+        if args.vocab_only:
+            download_vocab(args.model, args.vocab_source, args.dest, progress)
+        else:
+            download(args.model, args.source, args.dest, progress, vocab_source=args.vocab_source,
+                     vocab=not args.no_vocab)
     except UnknownModelError as e:
         logger.error('%s', e)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        logger.error('interrupted; nothing written to %s', args.dest)
+        # Files land by rename: an interrupted one leaves nothing, finished ones stay.
+        logger.error('interrupted; nothing half-written left in %s', args.dest)
         return EXIT_INTERRUPTED
+    except VocabularyDownloadError as e:
+        retry = 'vseimageencoder download %s --vocab-only --dest %s' % (
+            shlex.quote(args.model), shlex.quote(str(args.dest)))
+        if args.vocab_source:
+            retry += ' --vocab-source ' + shlex.quote(args.vocab_source)
+        logger.error('%s; no vocabulary written; the model at %s is kept (complete and verified); '
+                     'fetch the vocabulary with: %s', e, e.checkpoint, retry)
+        return EXIT_SKIPPED
     except (WeightsError, OSError) as e:
         logger.error('%s; nothing written to %s', e, args.dest)
         return EXIT_SKIPPED
@@ -288,6 +338,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.batch_size < 1:
         logger.error('--batch-size must be at least 1, got %d', args.batch_size)
         return EXIT_ERROR
+    if args.readers is not None and args.readers < 0:
+        logger.error('--readers must be 0 (read on the main thread) or more, got %d', args.readers)
+        return EXIT_ERROR
     try:
         from .preprocess import expand_paths
         paths = list(expand_paths(args.paths))
@@ -295,7 +348,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             logger.error('no image files found in %s', ', '.join(args.paths))
             return EXIT_ERROR
         skipped = encode_files(paths, args.model_path, Path(args.output), args.batch_size,
-                               progress, args.device, args.precision)
+                               progress, args.device, args.precision, args.resize, args.readers)
     except KeyboardInterrupt:
         logger.error('interrupted; nothing written to %s', args.output)
         return EXIT_INTERRUPTED

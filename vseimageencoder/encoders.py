@@ -14,8 +14,8 @@ import numpy as np
 
 from .checkpoint import PACKAGE_PARENT_HINT, load_tower, resolve_checkpoint_path
 from .inference import PRECISIONS, InferenceTower
-from .preprocess import (check_feature_batch, check_image_batch, normalize_channel_axis,
-                         transform_batch)
+from .preprocess import (DEFAULT_RESIZE, check_feature_batch, check_image_batch, check_resize,
+                         normalize_channel_axis, transform_batch)
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +40,18 @@ class ImageEncoder:
         ``(B, 3, H, W)``, -1 or 3 for ``(B, H, W, 3)``).
     :param precision: backbone arithmetic, ``fp32`` (faithful), ``bf16``, ``fp16`` or ``auto``.
     :param device: torch device the tower runs on, e.g. ``'cpu'`` or ``'cuda:0'``.
+    :param resize: how uint8 batches are transformed: ``'fast'`` (the whole batch resized at
+        once by torch's antialiased bilinear kernel, within one grey level of PIL's) or
+        ``'exact'`` (PIL image by image, the faithful transform, on parallel threads).
     """
 
     def __init__(self, model_path: PathLike = 'pretrained', channel_axis: int = 1,
                  precision: str = 'fp32', device: str = 'cpu',
-                 search_dirs: Sequence[PathLike] = DEFAULT_SEARCH_DIRS):
+                 search_dirs: Sequence[PathLike] = DEFAULT_SEARCH_DIRS,
+                 resize: str = DEFAULT_RESIZE):
         self.channel_axis = normalize_channel_axis(channel_axis)
         check_precision(precision)
+        self.resize = check_resize(resize)
         self.checkpoint_path: Path = resolve_checkpoint_path(model_path, list(search_dirs))
         tower, self.options = load_tower(self.checkpoint_path)
         self.model = InferenceTower(tower, precision, device)
@@ -82,7 +87,7 @@ class ImageEncoder:
         if batch.shape[0] == 0:
             return np.zeros((0, self.embed_size), dtype=np.float32)
         if batch.dtype == np.uint8:
-            batch = transform_batch(batch, channel_axis=1)
+            batch = transform_batch(batch, channel_axis=1, resize=self.resize)
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
         try:
             out = self.model(x)

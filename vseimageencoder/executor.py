@@ -16,7 +16,7 @@ require_jina09()  # before jina's own imports: a clear error on Python 3.10+ or 
 from jina.executors.decorators import batching  # noqa: E402
 from jina.executors.encoders.frameworks import BaseTorchEncoder  # noqa: E402
 
-from .preprocess import normalize_channel_axis  # noqa: E402
+from .preprocess import DEFAULT_RESIZE, check_resize, normalize_channel_axis  # noqa: E402
 
 
 def _check_precision(precision: str) -> str:
@@ -69,6 +69,9 @@ class VSEImageEncoder(_VSEExecutor):
     :param precision: the backbone's arithmetic: ``fp32`` (faithful, default), ``bf16``,
         ``fp16``, or ``auto`` (fp16 on CUDA, bf16 on CPUs with bf16 hardware, else fp32).
         Outputs are float32 and L2-normalised whatever the choice.
+    :param resize: how uint8 pixel batches are resized: ``fast`` (default; one batched
+        antialiased bilinear resize, within one grey level of PIL's) or ``exact`` (the
+        faithful PIL transform, image by image on parallel threads).
 
     jina's metas apply as usual: ``batch_size`` splits :meth:`encode` calls into batches,
     ``on_gpu`` runs the model on ``cuda:0``.
@@ -76,12 +79,13 @@ class VSEImageEncoder(_VSEExecutor):
 
     def __init__(self, model_path: str = 'pretrained', channel_axis: int = 1,
                  precision: str = 'fp32', path: Optional[str] = None,
-                 pool_strategy: Optional[str] = None, *args, **kwargs):
+                 pool_strategy: Optional[str] = None, resize: str = DEFAULT_RESIZE, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # ``pool_strategy`` (hub 0.0.x) never applied: the tower's output is already a vector.
         self.model_path = self._model_path(model_path, path)
         self.channel_axis = normalize_channel_axis(channel_axis)
         self.precision = _check_precision(precision)
+        self.resize = check_resize(resize)
 
     def post_init(self):
         super().post_init()
@@ -89,7 +93,7 @@ class VSEImageEncoder(_VSEExecutor):
 
         # Moves itself to self.device once, so jina's to_device is not needed.
         self.core = ImageEncoder(self.model_path, self.channel_axis, self.precision, self.device,
-                                 search_dirs=DEFAULT_SEARCH_DIRS)
+                                 search_dirs=DEFAULT_SEARCH_DIRS, resize=self.resize)
         self.checkpoint_path = self.core.checkpoint_path
         self.options = self.core.options
         self.model = self.core.model
