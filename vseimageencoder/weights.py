@@ -1,9 +1,11 @@
-"""Released VSE++ weights as data, and fetching one out of the release archive.
+"""Released VSE++ weights and vocabularies as data, and fetching them out of their archives.
 
 The authors published every model in one uncompressed tar (about 7 GB), each as
-``runs/<name>/model_best.pth.tar``. :func:`download` streams that archive, writes only the
-wanted member, stops reading once it is out, and records what it fetched (model, source,
-size, sha256) in a JSON file beside it, which the loader checks on every load.
+``runs/<name>/model_best.pth.tar``, and the caption vocabularies in another,
+``vocab.tar``, each as ``vocab/<data_name>_vocab.pkl``. :func:`download` streams those
+archives, writes only the wanted members, stops reading once they are out, and records
+what it fetched (name, source, member, size, sha256) in a JSON file beside each file,
+which the loaders check on every load.
 """
 import hashlib
 import json
@@ -21,38 +23,69 @@ from typing import Callable, Dict, Optional, Union
 logger = logging.getLogger(__name__)
 
 RELEASE_ARCHIVE_URL = 'http://www.cs.toronto.edu/~faghri/vsepp/runs.tar'
+VOCAB_ARCHIVE_URL = 'http://www.cs.toronto.edu/~faghri/vsepp/vocab.tar'
 CHECKPOINT_NAME = 'model_best.pth.tar'
 DEFAULT_MODEL = 'f30k_vse++_vggfull'
 RECORD_SUFFIX = '.json'
 _CHUNK = 1 << 20
 
 
+def vocab_file_name(data_name: str) -> str:
+    """``<data_name>_vocab.pkl``: the vocabulary's name in ``vocab.tar`` (under ``vocab/``) and
+    beside a downloaded checkpoint. ``data_name`` is the checkpoint's ``opt.data_name``;
+    anything that is not a plain name (empty, a path, a leading dot) is refused with
+    ValueError, since it comes out of a file."""
+    if (not isinstance(data_name, str) or not data_name or data_name.startswith('.')
+            or any(c in data_name for c in '/\\\0') or data_name != data_name.strip()):
+        raise ValueError('data_name %r is not a VSE++ dataset name (e.g. f30k, coco, f30k_precomp)'
+                         % (data_name,))
+    return '%s_vocab.pkl' % data_name
+
+
 @dataclass(frozen=True)
 class ReleasedModel:
-    """One released VSE++ model. ``size``/``sha256`` are None: the authors published none,
-    so the first download's record is what later loads are checked against."""
+    """One released VSE++ model and the vocabulary its text tower was trained with.
+
+    ``size``/``sha256`` (and ``vocab_size``/``vocab_sha256``) are None: the authors published
+    none, so the first download's record is what later loads are checked against.
+    ``data_name`` is the training option that names the vocabulary (``opt.data_name`` in
+    the checkpoint).
+    """
 
     name: str
     backbone: str  # 'vgg19', 'resnet152' or 'precomputed'
     dataset: str  # 'f30k' or 'coco'
     finetuned: bool
+    data_name: str  # 'f30k', 'coco' or 'coco_precomp'
     source: str = RELEASE_ARCHIVE_URL
     size: Optional[int] = None
     sha256: Optional[str] = None
+    vocab_source: str = VOCAB_ARCHIVE_URL
+    vocab_size: Optional[int] = None
+    vocab_sha256: Optional[str] = None
 
     @property
     def member(self) -> str:
         return 'runs/%s/%s' % (self.name, CHECKPOINT_NAME)
 
+    @property
+    def vocab_file(self) -> str:
+        return vocab_file_name(self.data_name)
+
+    @property
+    def vocab_member(self) -> str:
+        return 'vocab/' + self.vocab_file
+
 
 RELEASED_MODELS: Dict[str, ReleasedModel] = {m.name: m for m in (
-    ReleasedModel('f30k_vse++_vggfull', 'vgg19', 'f30k', False),
-    ReleasedModel('f30k_vse++_vggfull_finetune', 'vgg19', 'f30k', True),
-    ReleasedModel('f30k_vse++_resnet', 'resnet152', 'f30k', False),
-    ReleasedModel('f30k_vse++_resnet_finetune', 'resnet152', 'f30k', True),
-    ReleasedModel('coco_vse++_resnet_restval_finetune', 'resnet152', 'coco', True),
-    ReleasedModel('coco_vse++_vggfull_restval_finetune', 'vgg19', 'coco', True),
-    ReleasedModel('coco_vse++', 'precomputed', 'coco', False),
+    ReleasedModel('f30k_vse++_vggfull', 'vgg19', 'f30k', False, 'f30k'),
+    ReleasedModel('f30k_vse++_vggfull_finetune', 'vgg19', 'f30k', True, 'f30k'),
+    ReleasedModel('f30k_vse++_resnet', 'resnet152', 'f30k', False, 'f30k'),
+    ReleasedModel('f30k_vse++_resnet_finetune', 'resnet152', 'f30k', True, 'f30k'),
+    ReleasedModel('coco_vse++_resnet_restval_finetune', 'resnet152', 'coco', True, 'coco'),
+    ReleasedModel('coco_vse++_vggfull_restval_finetune', 'vgg19', 'coco', True, 'coco'),
+    # Trained on precomputed features, with the vocabulary built for that split.
+    ReleasedModel('coco_vse++', 'precomputed', 'coco', False, 'coco_precomp'),
 )}
 
 
@@ -71,6 +104,17 @@ def released_model(name: str) -> ReleasedModel:
     except KeyError:
         raise UnknownModelError('unknown model %r; known models: %s'
                                 % (name, ', '.join(sorted(RELEASED_MODELS)))) from None
+
+
+def vocab_download_command(data_name: str, dest: Union[str, Path]) -> Optional[str]:
+    """The command that puts the vocabulary for ``data_name`` into folder ``dest``, or None
+    when no released model was trained with that ``data_name``."""
+    import shlex
+
+    for m in RELEASED_MODELS.values():
+        if m.data_name == data_name:
+            return 'vseimageencoder download %s --vocab-only --dest %s' % (m.name, shlex.quote(str(dest)))
+    return None
 
 
 def record_path(checkpoint: Union[str, Path]) -> Path:
@@ -166,7 +210,9 @@ def _open_source(source: str):
     return f, os.fstat(f.fileno()).st_size
 
 
-def _cached(target: Path, name: str) -> bool:
+def _cached(target: Path, identity: Dict[str, str]) -> bool:
+    """Whether ``target`` is already there, matches its record, and the record says it is
+    the thing ``identity`` names (e.g. ``{'model': name}``)."""
     rec_file = record_path(target)
     if not (target.is_file() and rec_file.is_file()):
         return False
@@ -175,69 +221,74 @@ def _cached(target: Path, name: str) -> bool:
     except WeightsError as e:
         logger.warning('%s; fetching it again', e)
         return False
-    if rec.get('model') != name:
-        logger.info('%s holds %s, not %s; fetching', target, rec.get('model'), name)
-        return False
+    for key, want in identity.items():
+        if rec.get(key) != want:
+            logger.info('%s holds %s %s, not %s; fetching', target, key, rec.get(key), want)
+            return False
     return True
 
 
-def download(name: str, source: Optional[str] = None, dest: Union[str, Path] = 'pretrained',
-             progress: bool = False) -> Path:
-    """Put released model ``name`` at ``dest/model_best.pth.tar`` and return that path.
+def fetch_member(source: str, member: str, target: Union[str, Path], identity: Dict[str, str],
+                 progress: bool = False, size: Optional[int] = None,
+                 sha256: Optional[str] = None) -> Path:
+    """Stream the tar archive ``source`` and write its ``member`` to ``target``, recorded.
 
-    ``source`` is the release archive (default: the authors' URL), as an http(s) URL or a
-    local path, in the release layout. Nothing is fetched when ``dest`` already holds that
-    model and it matches its record. The archive is streamed and never stored; reading
-    stops once the member is out. On any failure no file is left at the target.
+    ``source`` is an http(s) URL, a ``file://`` URL or a local path. The archive is read
+    once, front to back, and never stored; reading stops once the member is out. The file
+    lands at ``target`` atomically (temporary file in the same folder, then rename) with
+    ``<target>.json`` beside it: ``identity`` (e.g. ``{'model': name}``) plus source,
+    member, size, sha256 and time. When ``size``/``sha256`` are given the member must match
+    them. Nothing is fetched when ``target`` already matches its record and that record
+    holds ``identity``. On any failure (:class:`WeightsError`, or an interrupt) neither the
+    file nor its record is left at ``target``; an older file there is left as it was.
     """
-    model = released_model(name)
-    source = source or model.source
-    dest = Path(dest)
-    target = dest / CHECKPOINT_NAME
-    if _cached(target, name):
-        logger.info('%s already holds %s (verified); nothing fetched', target, name)
+    target = Path(target)
+    if _cached(target, identity):
+        logger.info('%s already holds %s (verified); nothing fetched', target,
+                    ', '.join('%s %s' % kv for kv in identity.items()))
         return target
-    dest.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
     stream, total = _open_source(source)
     bar = _ProgressLine(progress, total)
     reader = _CountingReader(stream, bar)
-    fd, tmp = tempfile.mkstemp(prefix='.' + CHECKPOINT_NAME + '.', suffix='.part', dir=str(dest))
+    fd, tmp = tempfile.mkstemp(prefix='.' + target.name + '.', suffix='.part', dir=str(target.parent))
     try:
-        digest, size = hashlib.sha256(), 0
+        digest, got = hashlib.sha256(), 0
         with os.fdopen(fd, 'wb') as out:
             try:
                 archive = tarfile.open(fileobj=reader, mode='r|')
-                for member in archive:
-                    if member.name.lstrip('./') != model.member:
+                for entry in archive:
+                    if entry.name.lstrip('./') != member:
                         continue
-                    if not member.isfile():
-                        raise WeightsError('%s in %s is not a regular file' % (model.member, source))
-                    data = archive.extractfile(member)
+                    if not entry.isfile():
+                        raise WeightsError('%s in %s is not a regular file' % (member, source))
+                    data = archive.extractfile(entry)
                     for chunk in iter(lambda: data.read(_CHUNK), b''):
                         out.write(chunk)
                         digest.update(chunk)
-                        size += len(chunk)
-                    if size != member.size:
+                        got += len(chunk)
+                    if got != entry.size:
                         raise WeightsError('transfer of %s from %s broke off after %d of %d bytes'
-                                           % (model.member, source, size, member.size))
+                                           % (member, source, got, entry.size))
                     break
                 else:
-                    raise WeightsError('%s has no member %s' % (source, model.member))
+                    raise WeightsError('%s has no member %s' % (source, member))
             except (tarfile.TarError, OSError, EOFError) as e:
                 raise WeightsError('reading %s from %s failed after %d bytes: %s'
-                                   % (model.member, source, reader.count, e)) from None
+                                   % (member, source, reader.count, e)) from None
             out.flush()
             os.fsync(out.fileno())
         bar(reader.count, force=True)
         if progress:
             sys.stderr.write('\n')
-        if model.size is not None and size != model.size:
-            raise WeightsError('%s from %s has %d bytes, expected %d' % (model.member, source, size, model.size))
-        if model.sha256 is not None and digest.hexdigest() != model.sha256:
+        if size is not None and got != size:
+            raise WeightsError('%s from %s has %d bytes, expected %d' % (member, source, got, size))
+        if sha256 is not None and digest.hexdigest() != sha256:
             raise WeightsError('%s from %s has sha256 %s, expected %s'
-                               % (model.member, source, digest.hexdigest(), model.sha256))
-        record = {'model': name, 'source': source, 'member': model.member, 'size': size,
-                  'sha256': digest.hexdigest(), 'fetched': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
+                               % (member, source, digest.hexdigest(), sha256))
+        record = dict(identity)
+        record.update({'source': source, 'member': member, 'size': got, 'sha256': digest.hexdigest(),
+                       'fetched': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())})
         publish_mode(tmp)
         rec_tmp = tmp + RECORD_SUFFIX
         with open(rec_tmp, 'w', encoding='utf-8') as f:
@@ -255,5 +306,54 @@ def download(name: str, source: Optional[str] = None, dest: Union[str, Path] = '
     finally:
         stream.close()
     logger.info('fetched %s (%d bytes, sha256 %s) from %s after reading %d bytes of it',
-                target, size, record['sha256'], source, reader.count)
+                target, got, record['sha256'], source, reader.count)
+    return target
+
+
+def download_vocab(name: str, source: Optional[str] = None, dest: Union[str, Path] = 'pretrained',
+                   progress: bool = False) -> Path:
+    """Put the vocabulary of released model ``name`` at ``dest/<data_name>_vocab.pkl``.
+
+    ``source`` is the vocabulary archive (default: the authors' ``vocab.tar``), as an
+    http(s) URL or a local path, holding ``vocab/<data_name>_vocab.pkl``. Returns the
+    file's path. Streamed, atomic, cached and recorded as :func:`fetch_member` says; the
+    record's identity is ``{'vocab': data_name}``, so models sharing a vocabulary share
+    the file.
+    """
+    model = released_model(name)
+    return fetch_member(source or model.vocab_source, model.vocab_member,
+                        Path(dest) / model.vocab_file, {'vocab': model.data_name}, progress,
+                        model.vocab_size, model.vocab_sha256)
+
+
+class VocabularyDownloadError(WeightsError):
+    """The model was fetched (and kept), its vocabulary was not; ``checkpoint`` is the model."""
+
+    def __init__(self, message: str, checkpoint: Path):
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
+def download(name: str, source: Optional[str] = None, dest: Union[str, Path] = 'pretrained',
+             progress: bool = False, vocab_source: Optional[str] = None,
+             vocab: bool = True) -> Path:
+    """Put released model ``name`` at ``dest/model_best.pth.tar`` and, with ``vocab``, its
+    vocabulary at ``dest/<data_name>_vocab.pkl``; return the checkpoint's path.
+
+    ``source`` is the release archive (default: the authors' ``runs.tar``) and
+    ``vocab_source`` the vocabulary archive (default: the authors' ``vocab.tar``), each an
+    http(s) URL or a local path. Each file is fetched only when ``dest`` does not already
+    hold it, verified against its record (:func:`fetch_member`). The model comes first; if
+    the vocabulary then fails, the model stays (it is complete and verified), no vocabulary
+    file is left, and :class:`VocabularyDownloadError` says so.
+    """
+    model = released_model(name)
+    dest = Path(dest)
+    target = fetch_member(source or model.source, model.member, dest / CHECKPOINT_NAME,
+                          {'model': name}, progress, model.size, model.sha256)
+    if vocab:
+        try:
+            download_vocab(name, vocab_source, dest, progress)
+        except (WeightsError, OSError) as e:
+            raise VocabularyDownloadError(str(e), target) from None
     return target

@@ -1,18 +1,24 @@
-"""`vseimageencoder download` against a real HTTP server on 127.0.0.1."""
+"""`vseimageencoder download` against a real HTTP server on 127.0.0.1 serving runs.tar and
+vocab.tar in the release layout (the vocabularies written as Python 2.7 wrote them)."""
 import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.archive_server import ArchiveServer, write_release_archive
+from tests.py27_pickle import vocab_words, write_py27_vocab
 from vseimageencoder import weights
 from vseimageencoder.checkpoint import CheckpointIntegrityError, load_tower
 
 NAME = 'f30k_vse++_resnet'
+VOCAB = 'f30k_vocab.pkl'
+MODEL_FILES = ['model_best.pth.tar', 'model_best.pth.tar.json']
+VOCAB_FILES = [VOCAB, VOCAB + '.json']
 
 
 @pytest.fixture(scope='module')
@@ -31,6 +37,27 @@ def archive(tmp_path_factory, small_release):
     return path, ckpt
 
 
+@pytest.fixture(scope='module')
+def vocab_archive(tmp_path_factory):
+    """vocab.tar as released: vocab/<data_name>_vocab.pkl members (no coco_precomp one here)."""
+    folder = tmp_path_factory.mktemp('vocab')
+    f30k = write_py27_vocab(folder / VOCAB, vocab_words(3000))
+    coco = write_py27_vocab(folder / 'coco_vocab.pkl', vocab_words(500)[::-1])
+    path = write_release_archive(folder / 'vocab.tar', {
+        'vocab/coco_vocab.pkl': coco,
+        'vocab/f30k_precomp_vocab.pkl': coco,
+        'vocab/f30k_vocab.pkl': f30k,
+        # Large, after the wanted member: a streaming download never reads it.
+        'vocab/zz_large.pkl': bytes(32 << 20),
+    })
+    return path, f30k
+
+
+@pytest.fixture()
+def both(archive, vocab_archive):
+    return {'/runs.tar': archive[0], '/vocab.tar': vocab_archive[0]}
+
+
 def run_cli(*args):
     return subprocess.run([sys.executable, '-m', 'vseimageencoder', 'download', *map(str, args)],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
@@ -41,7 +68,7 @@ def test_download_byte_exact_streaming_and_recorded(tmp_path, archive):
     path, ckpt = archive
     dest = tmp_path / 'pretrained'
     with ArchiveServer(path) as server:
-        r = run_cli(NAME, '--source', server.url, '--dest', dest)
+        r = run_cli(NAME, '--source', server.url, '--dest', dest, '--no-vocab')
     assert r.returncode == 0, r.stderr
     target = dest / 'model_best.pth.tar'
     assert target.read_bytes() == ckpt.read_bytes()
@@ -50,31 +77,36 @@ def test_download_byte_exact_streaming_and_recorded(tmp_path, archive):
     rec = json.loads((dest / 'model_best.pth.tar.json').read_text())
     assert rec['model'] == NAME and rec['source'] == server.url
     assert rec['size'] == ckpt.stat().st_size and rec['sha256'] == weights.sha256_of(ckpt)
-    assert sorted(os.listdir(str(dest))) == ['model_best.pth.tar', 'model_best.pth.tar.json']
+    assert sorted(os.listdir(str(dest))) == MODEL_FILES
     tower, opts = load_tower(target)  # the fetched file loads, its record verified
     assert opts.cnn_type == 'resnet18'
 
 
-def test_cache_hit_needs_no_network(tmp_path, archive):
-    path, ckpt = archive
+def test_cache_hit_needs_no_network(tmp_path, both):
     dest = tmp_path / 'pretrained'
-    with ArchiveServer(path) as server:
-        assert run_cli(NAME, '--source', server.url, '--dest', dest).returncode == 0
-        url = server.url
+    with ArchiveServer(both) as server:
+        runs, vocab = server.url_for('/runs.tar'), server.url_for('/vocab.tar')
+        assert run_cli(NAME, '--source', runs, '--vocab-source', vocab, '--dest', dest).returncode == 0
     # The server is gone; the port refuses connections.
-    r = run_cli(NAME, '--source', url, '--dest', dest)
+    r = run_cli(NAME, '--source', runs, '--vocab-source', vocab, '--dest', dest)
     assert r.returncode == 0, r.stderr
-    assert 'nothing fetched' in r.stderr
-    # A different model is not a cache hit.
-    r = run_cli('f30k_vse++_vggfull', '--source', url, '--dest', dest)
+    assert r.stderr.count('nothing fetched') == 2  # the model and its vocabulary
+    # Another model trained on f30k shares the vocabulary: still no network for it.
+    r = run_cli('f30k_vse++_vggfull', '--vocab-only', '--vocab-source', vocab, '--dest', dest)
+    assert r.returncode == 0 and 'nothing fetched' in r.stderr, r.stderr
+    # A different model is not a cache hit, nor is another dataset's vocabulary.
+    r = run_cli('f30k_vse++_vggfull', '--source', runs, '--dest', dest, '--no-vocab')
     assert r.returncode == 1 and 'cannot fetch' in r.stderr
+    r = run_cli('coco_vse++_resnet_restval_finetune', '--vocab-only', '--vocab-source', vocab, '--dest', dest)
+    assert r.returncode == 1 and 'cannot fetch' in r.stderr
+    assert sorted(os.listdir(str(dest))) == sorted(MODEL_FILES + VOCAB_FILES)
 
 
 def test_broken_transfer_leaves_nothing(tmp_path, archive):
     path, ckpt = archive
     dest = tmp_path / 'pretrained'
     with ArchiveServer(path, truncate_at=60_000 + ckpt.stat().st_size // 2) as server:
-        r = run_cli(NAME, '--source', server.url, '--dest', dest)
+        r = run_cli(NAME, '--source', server.url, '--dest', dest, '--no-vocab')
     assert r.returncode == 1
     assert 'nothing written' in r.stderr and NAME in r.stderr
     assert os.listdir(str(dest)) == []
@@ -89,7 +121,7 @@ def test_unknown_model_named_with_known_list(tmp_path):
 
 def test_member_missing_from_archive(tmp_path, archive, small_release):
     other = write_release_archive(tmp_path / 'other.tar', {'runs/x/model_best.pth.tar': b'abc'})
-    r = run_cli(NAME, '--source', other, '--dest', tmp_path / 'p')
+    r = run_cli(NAME, '--source', other, '--dest', tmp_path / 'p', '--no-vocab')
     assert r.returncode == 1 and 'has no member runs/%s/model_best.pth.tar' % NAME in r.stderr
     assert os.listdir(str(tmp_path / 'p')) == []
 
@@ -97,7 +129,7 @@ def test_member_missing_from_archive(tmp_path, archive, small_release):
 def test_checksum_mismatch_is_caught_and_refetched(tmp_path, archive):
     path, ckpt = archive
     dest = tmp_path / 'pretrained'
-    r = run_cli(NAME, '--source', path, '--dest', dest)  # a local path works as a source too
+    r = run_cli(NAME, '--source', path, '--dest', dest, '--no-vocab')  # a local path works too
     assert r.returncode == 0, r.stderr
     target = dest / 'model_best.pth.tar'
     data = bytearray(target.read_bytes())
@@ -106,16 +138,16 @@ def test_checksum_mismatch_is_caught_and_refetched(tmp_path, archive):
     with pytest.raises(CheckpointIntegrityError, match='sha256') as e:
         load_tower(target)
     assert str(target) in str(e.value)
-    r = run_cli(NAME, '--source', path, '--dest', dest)
+    r = run_cli(NAME, '--source', path, '--dest', dest, '--no-vocab')
     assert r.returncode == 0 and 'fetching it again' in r.stderr
     assert target.read_bytes() == ckpt.read_bytes()
 
 
 def test_progress_on_request(tmp_path, archive):
     path, _ = archive
-    r = run_cli(NAME, '--source', path, '--dest', tmp_path / 'p', '--progress')
+    r = run_cli(NAME, '--source', path, '--dest', tmp_path / 'p', '--progress', '--no-vocab')
     assert r.returncode == 0 and 'MB/s' in r.stderr
-    r = run_cli(NAME, '--source', path, '--dest', tmp_path / 'q')
+    r = run_cli(NAME, '--source', path, '--dest', tmp_path / 'q', '--no-vocab')
     assert 'MB/s' not in r.stderr  # quiet when stderr is not a terminal
 
 
@@ -123,5 +155,118 @@ def test_registry_is_data():
     m = weights.released_model('f30k_vse++_vggfull')
     assert m.member == 'runs/f30k_vse++_vggfull/model_best.pth.tar'
     assert m.backbone == 'vgg19' and m.source == weights.RELEASE_ARCHIVE_URL
+    assert m.data_name == 'f30k' and m.vocab_member == 'vocab/f30k_vocab.pkl'
+    assert m.vocab_file == weights.vocab_file_name('f30k') == 'f30k_vocab.pkl'
+    assert m.vocab_source == weights.VOCAB_ARCHIVE_URL
+    assert weights.VOCAB_ARCHIVE_URL == 'http://www.cs.toronto.edu/~faghri/vsepp/vocab.tar'
+    data_names = {n: weights.released_model(n).data_name for n in weights.RELEASED_MODELS}
+    assert {n for n, d in data_names.items() if d == 'f30k'} == {n for n in data_names if n.startswith('f30k_')}
+    assert data_names['coco_vse++_resnet_restval_finetune'] == 'coco'
+    assert data_names['coco_vse++_vggfull_restval_finetune'] == 'coco'
+    assert data_names['coco_vse++'] == 'coco_precomp'
     with pytest.raises(weights.UnknownModelError, match='known models'):
         weights.released_model('x')
+
+
+@pytest.mark.parametrize('bad', ['', '../f30k', 'a/b', '.hidden', 'f30k ', 'x\\y', None])
+def test_vocab_file_name_refuses_paths(bad):
+    # data_name comes out of a checkpoint file: it must never name a path.
+    with pytest.raises(ValueError, match='not a VSE\\+\\+ dataset name'):
+        weights.vocab_file_name(bad)
+
+
+def test_vocab_download_command():
+    cmd = weights.vocab_download_command('coco_precomp', '/tmp/my models')
+    assert cmd == "vseimageencoder download coco_vse++ --vocab-only --dest '/tmp/my models'"
+    assert weights.vocab_download_command('f8k', 'x') is None
+
+
+# ----------------------------------------------------------------------- with the vocabulary
+
+def test_model_and_vocab_into_one_folder(tmp_path, both, archive, vocab_archive):
+    from vseimageencoder.vocab import read_vocabulary, resolve_vocabulary_path
+
+    dest = tmp_path / 'pretrained'
+    with ArchiveServer(both) as server:
+        r = run_cli(NAME, '--source', server.url_for('/runs.tar'),
+                    '--vocab-source', server.url_for('/vocab.tar'), '--dest', dest)
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(str(dest))) == sorted(MODEL_FILES + VOCAB_FILES)
+    assert (dest / VOCAB).read_bytes() == vocab_archive[1].read_bytes()
+    # Streamed: reading stopped once the member was out, before the 32 MB one after it.
+    assert server.sent['/vocab.tar'] < vocab_archive[0].stat().st_size - (16 << 20)
+    rec = json.loads((dest / (VOCAB + '.json')).read_text())
+    assert rec['vocab'] == 'f30k' and rec['member'] == 'vocab/f30k_vocab.pkl'
+    assert rec['source'] == server.url_for('/vocab.tar')
+    assert rec['size'] == (dest / VOCAB).stat().st_size and rec['sha256'] == weights.sha256_of(dest / VOCAB)
+    assert weights.verify_record(dest / VOCAB) == rec
+    # The folder is what both encoders load: the checkpoint, and the vocabulary beside it.
+    checkpoint = dest / 'model_best.pth.tar'
+    load_tower(checkpoint)
+    assert resolve_vocabulary_path(None, checkpoint, 'f30k') == dest / VOCAB
+    assert len(read_vocabulary(dest / VOCAB)) == 3004
+
+
+def test_vocab_record_catches_a_changed_file_and_refetches(tmp_path, vocab_archive):
+    dest = tmp_path / 'p'
+    r = run_cli(NAME, '--vocab-only', '--vocab-source', 'file://%s' % vocab_archive[0], '--dest', dest)
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(str(dest))) == VOCAB_FILES  # --vocab-only: no model
+    target = dest / VOCAB
+    target.write_bytes(target.read_bytes()[:-1] + b'!')
+    with pytest.raises(weights.WeightsError, match='sha256') as e:
+        weights.verify_record(target)
+    assert str(target) in str(e.value)
+    r = run_cli(NAME, '--vocab-only', '--vocab-source', vocab_archive[0], '--dest', dest)
+    assert r.returncode == 0 and 'fetching it again' in r.stderr
+    assert target.read_bytes() == vocab_archive[1].read_bytes()
+
+
+def test_broken_vocab_transfer_keeps_the_model_and_leaves_no_vocab(tmp_path, both, archive):
+    dest = tmp_path / 'pretrained'
+    with tarfile.open(str(both['/vocab.tar'])) as tar:  # cut vocab.tar inside the f30k member
+        member = tar.getmember('vocab/' + VOCAB)
+    cut = {'/vocab.tar': member.offset_data + member.size // 2}
+    with ArchiveServer(both, truncate_at=cut) as server:
+        r = run_cli(NAME, '--source', server.url_for('/runs.tar'),
+                    '--vocab-source', server.url_for('/vocab.tar'), '--dest', dest)
+    assert r.returncode == 1
+    assert 'broke off' in r.stderr or 'failed after' in r.stderr, r.stderr
+    assert 'no vocabulary written' in r.stderr and 'kept (complete and verified)' in r.stderr
+    assert '--vocab-only' in r.stderr
+    assert sorted(os.listdir(str(dest))) == MODEL_FILES  # no vocabulary, no temporary file
+    assert (dest / 'model_best.pth.tar').read_bytes() == archive[1].read_bytes()
+    # A second run fetches only what is missing.
+    with ArchiveServer(both) as server:
+        r = run_cli(NAME, '--source', server.url_for('/runs.tar'),
+                    '--vocab-source', server.url_for('/vocab.tar'), '--dest', dest)
+    assert r.returncode == 0, r.stderr
+    assert server.sent['/runs.tar'] == 0 and 'nothing fetched' in r.stderr
+    assert sorted(os.listdir(str(dest))) == sorted(MODEL_FILES + VOCAB_FILES)
+
+
+def test_vocab_member_missing_is_named(tmp_path, archive, vocab_archive):
+    # coco_vse++ was trained on precomputed features: its vocabulary is coco_precomp's,
+    # which this vocab.tar lacks.
+    dest = tmp_path / 'p'
+    r = run_cli('coco_vse++', '--source', archive[0], '--vocab-source', vocab_archive[0], '--dest', dest)
+    assert r.returncode == 1
+    assert 'has no member vocab/coco_precomp_vocab.pkl' in r.stderr and str(vocab_archive[0]) in r.stderr
+    assert sorted(os.listdir(str(dest))) == MODEL_FILES  # the model arrived and stays
+    r = run_cli('coco_vse++', '--vocab-only', '--vocab-source', vocab_archive[0], '--dest', tmp_path / 'q')
+    assert r.returncode == 1 and 'has no member vocab/coco_precomp_vocab.pkl' in r.stderr
+    assert 'nothing written' in r.stderr and os.listdir(str(tmp_path / 'q')) == []
+
+
+def test_vocab_flags_are_exclusive(tmp_path):
+    r = run_cli(NAME, '--no-vocab', '--vocab-only', '--dest', tmp_path / 'p')
+    assert r.returncode == 2 and 'not allowed with' in r.stderr
+
+
+def test_download_api_returns_checkpoint_and_fetches_vocab(tmp_path, archive, vocab_archive):
+    target = weights.download(NAME, str(archive[0]), tmp_path, vocab_source=str(vocab_archive[0]))
+    assert target == tmp_path / 'model_best.pth.tar'
+    assert weights.verify_record(tmp_path / VOCAB)['vocab'] == 'f30k'
+    with pytest.raises(weights.VocabularyDownloadError) as e:
+        weights.download('coco_vse++', str(archive[0]), tmp_path / 'c', vocab_source=str(vocab_archive[0]))
+    assert e.value.checkpoint == tmp_path / 'c' / 'model_best.pth.tar' and e.value.checkpoint.is_file()
