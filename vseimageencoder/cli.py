@@ -67,20 +67,32 @@ class _Progress:
 
 
 def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int = 32,
-                 progress: bool = False, device: str = 'cpu', precision: str = 'fp32') -> int:
+                 progress: bool = False, device: str = 'cpu', precision: str = 'fp32',
+                 resize: Optional[str] = None, readers: Optional[int] = None) -> int:
     """Embed image files into ``out`` (float32 .npy, one row per readable image, in order)
     and ``<out stem>.files.txt`` (the file of each row). Returns the number skipped.
 
+    ``readers`` threads (None: :func:`~vseimageencoder.reader.default_readers`; 0: read on
+    this thread, nothing ahead) decode and transform (``resize``: ``'fast'`` or ``'exact'``,
+    None for the default) up to ``batch_size + readers`` images ahead of the tower.
     Memory is bounded by ``batch_size``: rows are streamed to a temporary file beside
     ``out``, renamed into place only when every image was tried. On any abort nothing is
     left at ``out``.
     """
+    import functools
+
     import torch
 
     from .checkpoint import PACKAGE_PARENT_HINT, load_tower, resolve_checkpoint_path
     from .inference import InferenceTower
-    from .preprocess import CHANNELS, CROP, ImageReadError, transform
+    from .preprocess import CHANNELS, CROP, DEFAULT_RESIZE, ImageReadError, check_resize, transform
+    from .reader import default_readers, read_in_order
     from .weights import publish_mode
+
+    resize = check_resize(resize or DEFAULT_RESIZE)
+    readers = default_readers() if readers is None else readers
+    if readers < 0:
+        raise ValueError('readers must be 0 (read on the main thread) or more, got %d' % readers)
 
     ckpt = resolve_checkpoint_path(model_path, [PACKAGE_PARENT_HINT])
     tower, opts = load_tower(ckpt)
@@ -112,17 +124,18 @@ def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int 
                 done += len(batch_names)
                 batch_names.clear()
 
-            for p in paths:
-                try:
-                    batch[len(batch_names)] = transform(p)
-                except ImageReadError as e:
-                    skipped += 1
-                    logger.warning('skipped: %s', e)
-                else:
-                    batch_names.append(str(p))
-                    if len(batch_names) == batch_size:
-                        flush()
-                bar.update(done, skipped)
+            load = functools.partial(transform, resize=resize)
+            with read_in_order(paths, load, readers, batch_size + readers, (ImageReadError,)) as images:
+                for p, x in images:
+                    if isinstance(x, ImageReadError):
+                        skipped += 1
+                        logger.warning('skipped: %s', x)
+                    else:
+                        batch[len(batch_names)] = x
+                        batch_names.append(str(p))
+                        if len(batch_names) == batch_size:
+                            flush()
+                    bar.update(done, skipped)
             flush()
             rows_f.seek(0)
             rows_f.write(_npy_header(done, opts.embed_size))
@@ -167,6 +180,16 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16', 'auto'),
                    help='backbone precision; auto: fp16 on CUDA, bf16 on CPUs with bf16 '
                         'hardware, else fp32 (default: fp32, faithful)')
+    from .preprocess import DEFAULT_RESIZE, RESIZE_MODES
+    from .reader import default_readers
+    e.add_argument('--resize', default=DEFAULT_RESIZE, choices=RESIZE_MODES,
+                   help='fast: decode JPEGs at reduced scale and resize only the crop, cost flat in '
+                        'megapixels; exact: the faithful transform, full decode then resize '
+                        '(default: %s)' % DEFAULT_RESIZE)
+    e.add_argument('--readers', type=int, default=None, metavar='N',
+                   help='threads reading and transforming images ahead of the model; 0 reads on '
+                        'the main thread (default: half the CPU cores, 1 to 8; %d here)'
+                        % default_readers())
     _progress_flags(e)
     from .weights import DEFAULT_MODEL, RELEASE_ARCHIVE_URL, RELEASED_MODELS, VOCAB_ARCHIVE_URL
     d = sub.add_parser('download', help='fetch a released model and its vocabulary',
@@ -315,6 +338,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.batch_size < 1:
         logger.error('--batch-size must be at least 1, got %d', args.batch_size)
         return EXIT_ERROR
+    if args.readers is not None and args.readers < 0:
+        logger.error('--readers must be 0 (read on the main thread) or more, got %d', args.readers)
+        return EXIT_ERROR
     try:
         from .preprocess import expand_paths
         paths = list(expand_paths(args.paths))
@@ -322,7 +348,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             logger.error('no image files found in %s', ', '.join(args.paths))
             return EXIT_ERROR
         skipped = encode_files(paths, args.model_path, Path(args.output), args.batch_size,
-                               progress, args.device, args.precision)
+                               progress, args.device, args.precision, args.resize, args.readers)
     except KeyboardInterrupt:
         logger.error('interrupted; nothing written to %s', args.output)
         return EXIT_INTERRUPTED
