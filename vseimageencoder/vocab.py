@@ -13,7 +13,6 @@ import io
 import logging
 import os
 import pickle
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Union
@@ -249,9 +248,13 @@ def resolve_vocabulary_path(vocab_path: Optional[PathLike], checkpoint: Path, da
     tried against the working directory, then ``search_dirs``. Raises
     :class:`VocabularyNotFoundError` listing every path tried and the download command.
     """
-    from .weights import vocab_file_name
+    from .weights import vocab_download_command, vocab_file_name
 
-    name = vocab_file_name(data_name)
+    try:
+        name = vocab_file_name(data_name)
+    except ValueError as e:  # data_name comes out of the checkpoint: it may be anything
+        raise NotAVocabularyError('%s: no vocabulary file name for its data_name (%s)'
+                                  % (checkpoint, e)) from None
     if vocab_path is None:
         candidates = [checkpoint.parent / name]
     else:
@@ -264,7 +267,9 @@ def resolve_vocabulary_path(vocab_path: Optional[PathLike], checkpoint: Path, da
             tried.append(str(c))
         if c.is_file():
             return c
-    raise VocabularyNotFoundError(
-        'no VSE++ vocabulary for %s (data_name %r); tried: %s; get it with: '
-        'vseimageencoder download MODEL --dest %s (it fetches %s from vocab.tar beside the model)'
-        % (checkpoint, data_name, ', '.join(tried), shlex.quote(str(checkpoint.parent)), name))
+    command = vocab_download_command(data_name, checkpoint.parent)
+    hint = ('get it with: %s' % command if command else
+            'no released model was trained with data_name %r; name the vocabulary file with '
+            'vocab_path' % data_name)
+    raise VocabularyNotFoundError('no VSE++ vocabulary for %s (data_name %r); tried: %s; %s'
+                                  % (checkpoint, data_name, ', '.join(tried), hint))
