@@ -1,5 +1,8 @@
-# The VSEImageEncoder pod image. Users run it as
-#     docker run IMAGE --port-in 55555 --port-out 55556
+# The VSEImageEncoder pod image (jina 0.9.33). Users run it as
+#     docker run IMAGE --port-in 55555 --port-out 55556                  # the image tower
+#     docker run IMAGE --uses text.yml --port-in 55555 --port-out 55556  # the text tower
+# (the later --uses wins over the entrypoint's config.yml). The jina 3 image is built from
+# Dockerfile.jina3 (scripts/build-image.sh --jina3).
 # Build it with scripts/build-image.sh, which tags it as jina's hub computes from
 # manifest.yml: jinahub/pod.encoder.vseimageencoder:<version>-<jina version>.
 #
@@ -14,6 +17,8 @@
 #   PIP_CERT         a CA bundle in the base image, where TLS is intercepted by a local CA
 #   MODEL            the released model baked in (the original hub image used f30k_vse++_vggfull)
 #   WEIGHTS_SOURCE   the VSE++ release archive (URL or path), streamed, never stored
+#   VOCAB_SOURCE     the VSE++ vocabulary archive (URL or path), likewise; the model's
+#                    <data_name>_vocab.pkl lands beside the checkpoint, for text.yml
 ARG BUILDER_BASE=python:3.9
 ARG BASE=python:3.9-slim
 
@@ -55,11 +60,14 @@ COPY --from=package /wheels /tmp/wheels
 RUN pip install --no-deps --no-index --no-compile --no-cache-dir --disable-pip-version-check /tmp/wheels/*.whl \
  && rm -rf /tmp/wheels
 WORKDIR /workspace
-COPY config.yml manifest.yml ./
+COPY config.yml text.yml manifest.yml ./
 COPY vseimageencoder/_jina_plugin.py ./vseimageencoder/_jina_plugin.py
 # Declared here, after the copies, so another model or source only redoes this step.
 ARG MODEL=f30k_vse++_vggfull
 ARG WEIGHTS_SOURCE=http://www.cs.toronto.edu/~faghri/vsepp/runs.tar
-RUN vseimageencoder download "${MODEL}" --source "${WEIGHTS_SOURCE}" --dest pretrained --no-progress \
- && python -c "from vseimageencoder.checkpoint import load_tower; load_tower('pretrained/model_best.pth.tar')"
+ARG VOCAB_SOURCE=http://www.cs.toronto.edu/~faghri/vsepp/vocab.tar
+# Both towers are loaded once here, so an image that builds is one whose two YAMLs start.
+RUN vseimageencoder download "${MODEL}" --source "${WEIGHTS_SOURCE}" --vocab-source "${VOCAB_SOURCE}" \
+        --dest pretrained --no-progress \
+ && python -c "from vseimageencoder.encoders import ImageEncoder, TextEncoder; ImageEncoder('pretrained'); TextEncoder('pretrained')"
 ENTRYPOINT ["jina", "pod", "--uses", "config.yml"]

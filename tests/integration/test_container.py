@@ -1,9 +1,11 @@
 """The pod image, really built (podman here) and really run, as users run it.
 
 Built FROM Debian bullseye base images made locally with debootstrap; Python packages come
-from the package registry; the weights archive is served from 127.0.0.1 and fetched at
-build time by the image's own download step. Needs podman, debootstrap, runc and iptables
-(.ci/run installs them); without them these tests skip and say why.
+from the package registry; the weights and vocabulary archives are served from 127.0.0.1 and
+fetched at build time by the image's own download step. The checkpoint and vocabulary are
+written as the releases were (Python 2.7 pickles, legacy torch format); expected embeddings
+come from the independent references in tests/vsepp_release.py. Needs podman, debootstrap,
+runc and iptables (.ci/run installs them); without them these tests skip and say why.
 """
 import os
 import subprocess
@@ -18,13 +20,17 @@ from tests import containers as ctr
 from tests.archive_server import ArchiveServer, write_release_archive
 from tests.integration.fresh_process import run_in_fresh_process
 from tests.integration.test_pod_cli import _free_ports, _send_through_gateway
-from tests.vsepp_release import reference_embed, write_release_checkpoint
+from tests.py27_pickle import vocab_words, write_py27_release_checkpoint, write_py27_vocab
+from tests.vsepp_release import reference_embed, reference_text_embed
 
 REPO = Path(__file__).resolve().parent.parent.parent
 TAG = 'jinahub/pod.encoder.vseimageencoder:0.0.6-0.9.33'
 MODEL = 'f30k_vse++_resnet'
+VOCAB_SIZE = 44
 # Longer than the container takes to import torch and load the model (about 10 s here).
 DOCKER_TIMEOUT_CTRL_MS = 60000
+CAPTIONS = ['a man riding a horse on the beach', 'two women playing with a ball',
+            'caf\u00e9 cr\u00e8me in the snow', 'an unknown zebra']
 
 pytestmark = pytest.mark.skipif(bool(ctr.missing_tools()) or os.geteuid() != 0,
                                 reason='container tests need root and %s (installed by .ci/run)'
@@ -32,23 +38,50 @@ pytestmark = pytest.mark.skipif(bool(ctr.missing_tools()) or os.geteuid() != 0,
 
 
 @pytest.fixture(scope='module')
-def weights(tmp_path_factory):
-    folder = tmp_path_factory.mktemp('weights')
-    ckpt = folder / 'model_best.pth.tar'
-    backbone, fc = write_release_checkpoint(ckpt, 'resnet18', embed_size=1024, seed=31)
-    archive = write_release_archive(folder / 'runs.tar', {
-        'runs/%s/model_best.pth.tar' % MODEL: ckpt,
+def release(tmp_path_factory):
+    """runs.tar and vocab.tar as the authors serve them, holding one small resnet18 model."""
+    folder = tmp_path_factory.mktemp('release')
+    rel = write_py27_release_checkpoint(folder / 'model_best.pth.tar', 'resnet18', embed_size=32,
+                                        word_dim=8, num_layers=1, vocab_size=VOCAB_SIZE, seed=31)
+    words = vocab_words(VOCAB_SIZE - 4)
+    write_py27_vocab(folder / 'f30k_vocab.pkl', words)
+    runs = write_release_archive(folder / 'runs.tar', {
+        'runs/%s/model_best.pth.tar' % MODEL: rel.path,
         'runs/f30k_vse++_vggfull/model_best.pth.tar': b'\0' * 4096,
     })
-    return archive, backbone, fc
+    vocab = write_release_archive(folder / 'vocab.tar', {
+        'vocab/coco_vocab.pkl': b'\0' * 512,
+        'vocab/f30k_vocab.pkl': folder / 'f30k_vocab.pkl',
+    })
+    return runs, vocab, rel, words
+
+
+def _expected_images(release, images):
+    rel = release[2]
+    return reference_embed(rel.backbone, rel.fc, images)
+
+
+def _expected_text(release, captions):
+    """One caption at a time, VSE++'s way: nltk's word tokenizer on the lower-cased caption,
+    ids from the vocabulary's word list, then the GRU equations written out."""
+    from nltk.tokenize import word_tokenize
+    rel, words = release[2], release[3]
+    table = {w: i for i, w in enumerate(['<pad>', '<start>', '<end>', '<unk>'] + list(words))}
+    sd = {'embed.weight': rel.embed.weight.detach()}
+    sd.update({'rnn.' + k: v.detach() for k, v in rel.rnn.state_dict().items()})
+    out = []
+    for c in captions:
+        ids = [1] + [table.get(t, 3) for t in word_tokenize(c.lower(), preserve_line=True)] + [2]
+        out.append(reference_text_embed(sd, ids))
+    return np.stack(out)
 
 
 @pytest.fixture(scope='module')
-def image(weights):
+def image(release):
     """Builds the image with the repository's one build command; returns (tag, size)."""
     env = ctr.podman_env()
     ctr.ensure_base_images(env)
-    archive = weights[0]
+    runs, vocab = release[0], release[1]
     args = ['--network', 'host',
             '--build-arg', 'BUILDER_BASE=' + ctr.BUILDER_BASE,
             '--build-arg', 'BASE=' + ctr.RUNTIME_BASE,
@@ -59,8 +92,9 @@ def image(weights):
             '--build-arg', 'MODEL=' + MODEL]
     if ctr.host_ca_certs():
         args += ['--build-arg', 'PIP_CERT=/etc/ssl/certs/ca-certificates.crt']
-    with ArchiveServer(archive) as server:
-        args += ['--build-arg', 'WEIGHTS_SOURCE=' + server.url]
+    with ArchiveServer({'/runs.tar': runs, '/vocab.tar': vocab}) as server:
+        args += ['--build-arg', 'WEIGHTS_SOURCE=' + server.url_for('/runs.tar'),
+                 '--build-arg', 'VOCAB_SOURCE=' + server.url_for('/vocab.tar')]
         r = subprocess.run(['scripts/build-image.sh'] + args, cwd=str(REPO),
                            env=dict(env, BUILDER='podman'), stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, universal_newlines=True, timeout=3000)
@@ -103,36 +137,76 @@ def test_image_contents(image):
                    'python -c "import json; print(json.load(open(\'/workspace/pretrained/model_best.pth.tar.json\'))[\'model\'])"',
                    env=env)
     out = r.stdout
-    assert 'config.yml' in out and 'model_best.pth.tar' in out
+    assert 'config.yml' in out and 'text.yml' in out and 'model_best.pth.tar' in out
+    assert 'f30k_vocab.pkl' in out  # the vocabulary baked in beside the checkpoint
     assert 'no-compiler' in out and 'no-cache' in out
     assert MODEL in out
-    assert not any(l.strip().endswith('.tar') and 'runs' in l for l in out.splitlines())  # no archive kept
+    assert not any(l.strip().endswith('.tar') and ('runs' in l or 'vocab' in l)
+                   for l in out.splitlines())  # no archive kept
 
 
-def test_docker_run_style_with_gateway(image, weights):
-    tag, _ = image
-    _, backbone, fc = weights
+def _send_text_through_gateway(port_in, port_out, port_expose, captions):
+    """Runs in a fresh process: a gateway wired to the text pod's ports, and a client."""
+    from jina import Document
+    from jina.clients import Client
+    from jina.helper import ArgNamespace
+    from jina.parsers import set_client_cli_parser, set_gateway_parser
+    from jina.peapods import Pea
+
+    gw = set_gateway_parser().parse_args([
+        '--port-expose', str(port_expose),
+        '--host-out', '127.0.0.1', '--port-out', str(port_in),
+        '--host-in', '127.0.0.1', '--port-in', str(port_out)])
+    got = {}
+
+    def on_done(resp):
+        for d in resp.docs:
+            got[d.text] = d.embedding.copy()
+
+    with Pea(gw):
+        client = Client(ArgNamespace.kwargs2namespace(
+            dict(host='localhost', port_expose=port_expose), set_client_cli_parser()))
+        client.search([Document(text=c) for c in captions], on_done=on_done, request_size=3)
+    return got
+
+
+def _run_pod(tag, send, payload, *pod_args):
+    """``docker run IMAGE *pod_args --port-in P --port-out Q`` (host network), then ``send``
+    through a gateway on the host; returns what ``send`` returned."""
     env = ctr.podman_env()
     port_in, port_out, port_ctrl, port_expose = _free_ports(4)
     name = 'vse-test-%d' % port_in
     envs = sum((['-e', '%s=%s' % kv] for kv in ctr.NO_EGRESS.items()), [])
     ctr.podman('run', '-d', '--rm', '--init', '--network', 'host', '--name', name, *envs, tag,
-               '--port-in', port_in, '--port-out', port_out, '--port-ctrl', port_ctrl, env=env)
+               *pod_args, '--port-in', port_in, '--port-out', port_out, '--port-ctrl', port_ctrl,
+               env=env)
     try:
         _wait_for_log(name, 'ready and listening', env)
-        got = run_in_fresh_process(_send_through_gateway, port_in, port_out, port_expose, _images(),
-                                   timeout=180)
+        return run_in_fresh_process(send, port_in, port_out, port_expose, payload, timeout=180)
     finally:
         ctr.podman('rm', '-f', '-t', '0', name, env=env, check=False)
-    expected = reference_embed(backbone, fc, _images())
+
+
+def test_docker_run_style_with_gateway(image, release):
+    got = _run_pod(image[0], _send_through_gateway, _images())
+    expected = _expected_images(release, _images())
     assert sorted(got) == ['%016x' % (i + 1) for i in range(4)]
     for i in range(4):
         np.testing.assert_allclose(got['%016x' % (i + 1)], expected[i], atol=2e-5)
 
 
-def test_flow_uses_docker_through_podman_socket(image, weights):
+def test_docker_run_text_yml_serves_captions(image, release):
+    """The same image serves the text tower: ``docker run IMAGE --uses text.yml ...``."""
+    got = _run_pod(image[0], _send_text_through_gateway, CAPTIONS, '--uses', 'text.yml')
+    expected = _expected_text(release, CAPTIONS)
+    assert sorted(got) == sorted(CAPTIONS)
+    for c, e in zip(CAPTIONS, expected):
+        assert got[c].shape == (32,) and got[c].dtype == np.float32
+        np.testing.assert_allclose(got[c], e, atol=2e-6)
+
+
+def test_flow_uses_docker_through_podman_socket(image, release):
     tag, _ = image
-    _, backbone, fc = weights
     ctr.docker_py_path()  # installed here, not in the child, so a failure reads plainly
     ctr.remove_containers_of(tag)  # jina names its container after the pod: leftovers clash
     try:
@@ -140,10 +214,10 @@ def test_flow_uses_docker_through_podman_socket(image, weights):
             # timeout_ctrl longer than the container's start-up: see the README's docker://
             # note and benchmarks/docker_readiness.py, which measures the hang it avoids.
             got, _ = run_in_fresh_process(ctr.flow_with_docker_uses, tag, _images(),
-                                             DOCKER_TIMEOUT_CTRL_MS, timeout=240)
+                                          DOCKER_TIMEOUT_CTRL_MS, timeout=240)
     finally:
         ctr.remove_containers_of(tag)
-    expected = reference_embed(backbone, fc, _images())
+    expected = _expected_images(release, _images())
     assert sorted(got) == ['%016x' % (i + 1) for i in range(4)]
     for i in range(4):
         np.testing.assert_allclose(got['%016x' % (i + 1)], expected[i], atol=2e-5)
