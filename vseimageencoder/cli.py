@@ -72,6 +72,39 @@ def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int 
     """Embed image files into ``out`` (float32 .npy, one row per readable image, in order)
     and ``<out stem>.files.txt`` (the file of each row). Returns the number skipped.
 
+    Loads the tower from ``model_path``, then :func:`write_embeddings`.
+    """
+    from .checkpoint import PACKAGE_PARENT_HINT, load_tower, resolve_checkpoint_path
+    from .inference import InferenceTower
+
+    resize, readers = _reading_options(resize, readers)
+    ckpt = resolve_checkpoint_path(model_path, [PACKAGE_PARENT_HINT])
+    tower, opts = load_tower(ckpt)
+    if opts.precomputed:
+        raise ValueError('%s is a precomputed-feature model (%s); encoding image files needs a '
+                         'model with a CNN backbone' % (ckpt, opts.data_name))
+    model = InferenceTower(tower, precision, device)
+    return write_embeddings(model, opts.embed_size, paths, out, batch_size, progress, resize, readers)
+
+
+def _reading_options(resize: Optional[str], readers: Optional[int]):
+    from .preprocess import DEFAULT_RESIZE, check_resize
+    from .reader import default_readers
+
+    resize = check_resize(resize or DEFAULT_RESIZE)
+    readers = default_readers() if readers is None else readers
+    if readers < 0:
+        raise ValueError('readers must be 0 (read on the main thread) or more, got %d' % readers)
+    return resize, readers
+
+
+def write_embeddings(model, embed_size: int, paths: List[Path], out: Path, batch_size: int = 32,
+                     progress: bool = False, resize: Optional[str] = None,
+                     readers: Optional[int] = None) -> int:
+    """Embed image files with a prepared tower (a callable: float32 ``(B, 3, 224, 224)``
+    tensor -> ``(B, embed_size)`` tensor) into ``out`` and ``<out stem>.files.txt``.
+    Returns the number of files skipped as unreadable (each named in a warning).
+
     ``readers`` threads (None: :func:`~vseimageencoder.reader.default_readers`; 0: read on
     this thread, nothing ahead) decode and transform (``resize``: ``'fast'`` or ``'exact'``,
     None for the default) up to ``batch_size + readers`` images ahead of the tower.
@@ -83,23 +116,11 @@ def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int 
 
     import torch
 
-    from .checkpoint import PACKAGE_PARENT_HINT, load_tower, resolve_checkpoint_path
-    from .inference import InferenceTower
-    from .preprocess import CHANNELS, CROP, DEFAULT_RESIZE, ImageReadError, check_resize, transform
-    from .reader import default_readers, read_in_order
+    from .preprocess import CHANNELS, CROP, ImageReadError, transform
+    from .reader import read_in_order
     from .weights import publish_mode
 
-    resize = check_resize(resize or DEFAULT_RESIZE)
-    readers = default_readers() if readers is None else readers
-    if readers < 0:
-        raise ValueError('readers must be 0 (read on the main thread) or more, got %d' % readers)
-
-    ckpt = resolve_checkpoint_path(model_path, [PACKAGE_PARENT_HINT])
-    tower, opts = load_tower(ckpt)
-    if opts.precomputed:
-        raise ValueError('%s is a precomputed-feature model (%s); encoding image files needs a '
-                         'model with a CNN backbone' % (ckpt, opts.data_name))
-    model = InferenceTower(tower, precision, device)
+    resize, readers = _reading_options(resize, readers)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     names_out = _names_path(out)
@@ -110,7 +131,7 @@ def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int 
     done = skipped = 0
     try:
         with os.fdopen(fd_rows, 'wb') as rows_f, os.fdopen(fd_names, 'w', encoding='utf-8') as names_f:
-            rows_f.write(_npy_header(0, opts.embed_size))
+            rows_f.write(_npy_header(0, embed_size))
             batch = np.empty((batch_size, CHANNELS, CROP, CROP), np.float32)
             batch_names: List[str] = []
 
@@ -138,7 +159,7 @@ def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int 
                     bar.update(done, skipped)
             flush()
             rows_f.seek(0)
-            rows_f.write(_npy_header(done, opts.embed_size))
+            rows_f.write(_npy_header(done, embed_size))
             rows_f.flush()
             os.fsync(rows_f.fileno())
             names_f.flush()
@@ -154,7 +175,7 @@ def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int 
                 os.unlink(t)
         raise
     logger.info('wrote %d embeddings (%d-d) to %s and their files to %s; %d skipped',
-                done, opts.embed_size, out, names_out, skipped)
+                done, embed_size, out, names_out, skipped)
     return skipped
 
 

@@ -148,9 +148,11 @@ def _read(path, min_short):
     """Decode ``path`` as upright RGB; with ``min_short``, a JPEG is decoded at the smallest
     DCT scale (1, 1/2, 1/4, 1/8) that keeps its short side >= ``min_short``.
 
-    :return: ``(image, scale, full_size)``: the decoded upright image, how many original
-        pixels one decoded pixel spans (1 when decoded in full) and the upright size of the
-        full-resolution image, so geometry computed on the original maps onto the decode.
+    :return: ``(image, scale, full_size, offset)``: the decoded upright image, how many
+        original pixels one decoded pixel spans (1 when decoded in full), the upright size of
+        the full-resolution image, and where the original's (0, 0) corner lies in the
+        decoded image, in decoded pixels: so geometry computed on the original maps onto
+        the decode as ``x / scale + offset``.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -162,13 +164,26 @@ def _read(path, min_short):
                 drafted = img.draft('RGB', (min_short, min_short))
                 if drafted is not None:
                     scale = stored[0] / drafted[1][2]
+            orientation = img.getexif().get(0x0112, 1) if scale != 1.0 else 1
             img.load()
             decoded = img.size
             out = to_rgb(img)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise ImageReadError('cannot read image %s: %s' % (path, e)) from None
     turned = out.size != decoded  # EXIF orientation swapped the axes
-    return out, scale, (stored[1], stored[0]) if turned else stored
+    full = (stored[1], stored[0]) if turned else stored
+    # A scaled decode rounds odd sizes up: its last row / column covers less than ``scale``
+    # original pixels. Where the EXIF orientation flipped an axis, that short pixel is first,
+    # and the original's origin sits inside it.
+    flip_x, flip_y = _ORIENTATION_FLIPS.get(orientation, (False, False))
+    offset = ((out.size[0] - full[0] / scale) if flip_x else 0.0,
+              (out.size[1] - full[1] / scale) if flip_y else 0.0)
+    return out, scale, full, offset
+
+
+#: For each EXIF orientation, whether the upright x and y axes run against the stored ones.
+_ORIENTATION_FLIPS = {2: (True, False), 3: (True, True), 4: (False, True), 6: (True, False),
+                      7: (True, True), 8: (False, True)}
 
 
 def check_resize(resize: str) -> str:
@@ -195,18 +210,20 @@ def crop_geometry(width: int, height: int):
     return (new_w, new_h), (left * sx, top * sy, (left + CROP) * sx, (top + CROP) * sy)
 
 
-def _fast_resize_crop(img, scale: float = 1.0, full_size=None):
+def _fast_resize_crop(img, scale: float = 1.0, full_size=None, offset=(0.0, 0.0)):
     """The 224 x 224 crop of an upright RGB PIL image, by the fast path.
 
-    ``img`` may be a reduced decode (``scale`` original pixels per pixel) of an image whose
-    upright original size is ``full_size``; the crop is computed on the original geometry,
-    so the result matches what the faithful transform would crop.
+    ``img`` may be a reduced decode of an image whose upright original size is
+    ``full_size``, an original pixel ``(x, y)`` lying at ``(x / scale + offset[0], y / scale
+    + offset[1])`` in it (:func:`_read`); the crop is computed on the original geometry, so
+    it covers what the faithful transform's crop covers.
     """
     from PIL import Image
 
     w, h = full_size or img.size
-    _, box = crop_geometry(w, h)
-    box = tuple(v / scale for v in box)
+    _, (left, top, right, bottom) = crop_geometry(w, h)
+    box = (left / scale + offset[0], top / scale + offset[1],
+           right / scale + offset[0], bottom / scale + offset[1])
     # Resizing only the crop box is exact (the filter reads past the box as far as it
     # reaches); reducing_gap first box-averages by whole factors down to FAST_MARGIN x the
     # output, so the cost of this step stays flat as images grow.
@@ -234,8 +251,7 @@ def transform(img, resize: str = DEFAULT_RESIZE) -> np.ndarray:
         img = _array_to_pil(img)
     elif not isinstance(img, Image.Image):
         if resize == 'fast':
-            decoded, scale, full = _read(img, RESIZE * FAST_MARGIN)
-            return normalize_pixels(np.asarray(_fast_resize_crop(decoded, scale, full)))
+            return normalize_pixels(np.asarray(_fast_resize_crop(*_read(img, RESIZE * FAST_MARGIN))))
         img = read_image(img)
     else:
         img = to_rgb(img)

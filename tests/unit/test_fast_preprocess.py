@@ -1,0 +1,228 @@
+"""The fast transform: its contract, its distance from the faithful one on generated photos
+of every kind, the batched uint8 path, and the prefetching reader."""
+import threading
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.photos import TEST_SET, photo, write_set
+from tests.vsepp_release import reference_embed
+from vseimageencoder import preprocess as pp
+from vseimageencoder.reader import PrefetchReader, default_readers, read_in_order
+
+STD = np.asarray(pp.IMAGENET_STD, np.float32)[:, None, None]
+MEAN = np.asarray(pp.IMAGENET_MEAN, np.float32)[:, None, None]
+
+
+def levels(a, b):
+    """|a - b| of two normalised crops, in 0..255 grey levels."""
+    return np.abs(a - b) * STD * 255.0
+
+
+@pytest.fixture(scope='module')
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('photos')
+    return write_set(folder, TEST_SET)
+
+
+@pytest.fixture(scope='module')
+def oriented(tmp_path_factory):
+    """One odd-sized photo (2049 x 1537: a 1/2-scale decode rounds both sides up) saved
+    under each of the 8 EXIF orientations."""
+    folder = tmp_path_factory.mktemp('oriented')
+    img = photo(2049, 1537, seed=7)
+    paths = []
+    for o in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = o
+        p = folder / ('o%d.jpg' % o)
+        img.save(str(p), quality=92, subsampling=0, exif=exif.tobytes())
+        paths.append(p)
+    return paths
+
+
+def test_fast_output_contract(photos):
+    lo, hi = (0 - MEAN) / STD, (1 - MEAN) / STD
+    for p in photos:
+        x = pp.transform(p, resize='fast')
+        assert x.shape == (3, 224, 224) and x.dtype == np.float32, p.name
+        assert np.isfinite(x).all() and (x >= lo - 1e-6).all() and (x <= hi + 1e-6).all(), p.name
+        # Every value is a normalised 8-bit level: (k / 255 - mean) / std for an integer k.
+        k = (x * STD + MEAN) * 255.0
+        np.testing.assert_allclose(k, np.round(k), atol=2e-3, err_msg=p.name)
+
+
+def test_normalize_pixels_is_the_imagenet_normalisation():
+    rng = np.random.RandomState(0)
+    px = rng.randint(0, 256, (2, 5, 7, 3)).astype(np.uint8)
+    want = (px.astype(np.float32).transpose(0, 3, 1, 2) / 255.0 - MEAN) / STD
+    np.testing.assert_array_equal(pp.normalize_pixels(px), want.astype(np.float32))
+    np.testing.assert_array_equal(pp.normalize_pixels(px[0]), want[0].astype(np.float32))
+    with pytest.raises(TypeError, match='uint8'):
+        pp.normalize_pixels(px.astype(np.int32))
+
+
+def test_large_jpegs_are_decoded_reduced(photos, oriented):
+    for p in photos + oriented:
+        img, scale, full, offset = pp._read(p, pp.RESIZE * pp.FAST_MARGIN)
+        upright = pp.read_image(p).size
+        assert full == upright, p.name
+        if p.suffix == '.jpg' and min(upright) >= 2 * pp.RESIZE * pp.FAST_MARGIN:
+            assert scale >= 2, p.name  # decoded at 1/2 or less
+        assert min(img.size) >= pp.RESIZE * pp.FAST_MARGIN or scale == 1, p.name
+
+
+def test_fast_is_close_to_exact_for_every_kind(photos, oriented):
+    for p in photos + oriented:
+        d = levels(pp.transform(p, resize='fast'), pp.transform(p, resize='exact'))
+        # Measured on this set: mean <= 0.3, 99.9th percentile <= 5 levels. A crop half a
+        # decoded pixel off (odd sizes under EXIF flips) gave mean 0.6, p99.9 24.
+        assert d.mean() < 0.4 and np.percentile(d, 99.9) <= 8, (p.name, d.mean(), np.percentile(d, 99.9))
+
+
+def test_closeness_bound_catches_a_wrong_orientation(oriented):
+    """The bound above can fail: the same pixels without their EXIF rotation are far off."""
+    with Image.open(str(oriented[5])) as raw:  # orientation 6, stored sideways
+        raw.load()
+        stored = Image.fromarray(np.asarray(raw.convert('RGB')))  # pixels only, no EXIF tag
+    d = levels(pp.transform(stored, resize='fast'), pp.transform(oriented[5], resize='exact'))
+    assert d.mean() > 5
+
+
+def test_fast_embeddings_close_to_exact(photos, oriented, small_release):
+    _, backbone, fc = small_release
+    paths = photos + oriented
+    exact = reference_embed(backbone, fc, np.stack([pp.transform(p, resize='exact') for p in paths]))
+    fast = reference_embed(backbone, fc, np.stack([pp.transform(p, resize='fast') for p in paths]))
+    cos = (exact * fast).sum(1)
+    assert cos.min() >= 0.999, cos
+    # Random towers map all images near one direction; without it, still close.
+    mean = exact.mean(0)
+    e, f = exact - mean, fast - mean
+    centred = (e * f).sum(1) / np.linalg.norm(e, axis=1) / np.linalg.norm(f, axis=1)
+    assert centred.min() >= 0.999, centred
+
+
+@pytest.mark.parametrize('size', [(300, 225), (225, 300), (257, 1001), (1001, 257), (640, 480),
+                                  (481, 640), (224, 224), (511, 300)])
+def test_fast_geometry_is_the_faithful_crop(size):
+    """Without reduction (short side < 2 x 256) the fast path resizes only the crop box, which
+    must give the faithful crop to within rounding."""
+    img = photo(*size, seed=sum(size))
+    d = levels(pp.transform(img, resize='fast'), pp.transform(img, resize='exact'))
+    # Rounding may flip a level here and there; a crop one pixel off would move many.
+    assert d.max() <= 1.0 + 1e-3 and (d > 0.5).mean() < 0.01, (size, d.max(), (d > 0.5).mean())
+
+
+def test_transform_batch_fast_matches_exact_within_a_level(photos):
+    pixels = np.asarray(pp.read_image(photos[3]))[:900, :700]  # a portrait crop
+    hwc = np.stack([pixels, pixels[::-1], 255 - pixels])
+    exact = pp.transform_batch(hwc, channel_axis=-1, resize='exact')
+    fast = pp.transform_batch(hwc, channel_axis=-1, resize='fast')
+    assert fast.shape == exact.shape == (3, 3, 224, 224) and fast.dtype == np.float32
+    assert levels(fast, exact).max() <= 1.0 + 1e-3
+    np.testing.assert_array_equal(pp.transform_batch(np.ascontiguousarray(hwc.transpose(0, 3, 1, 2)), 1, 'fast'), fast)
+    serial = pp.transform_batch(hwc, channel_axis=-1, resize='exact', workers=1)
+    np.testing.assert_array_equal(serial, exact)  # threads change nothing
+    ro = hwc.copy()
+    ro.setflags(write=False)  # e.g. arrays from jina's protobuf buffers
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        np.testing.assert_array_equal(pp.transform_batch(ro, -1, 'fast'), fast)
+    assert pp.transform_batch(hwc[:0], -1, 'fast').shape == (0, 3, 224, 224)
+
+
+def test_bad_resize_names_the_value(small_release):
+    with pytest.raises(ValueError, match="'bilinear'"):
+        pp.transform(np.zeros((8, 8, 3), np.uint8), resize='bilinear')
+    with pytest.raises(ValueError, match="'nearest'"):
+        pp.transform_batch(np.zeros((1, 8, 8, 3), np.uint8), -1, resize='nearest')
+    from vseimageencoder.encoders import ImageEncoder
+    with pytest.raises(ValueError, match="'quick'"):
+        ImageEncoder(small_release[0], resize='quick')
+
+
+def test_image_encoder_resize_modes(small_release, photos):
+    from vseimageencoder.encoders import ImageEncoder
+    ckpt, backbone, fc = small_release
+    pixels = np.asarray(pp.read_image(photos[1]))[None]
+    want = reference_embed(backbone, fc, pp.transform_batch(pixels, -1, 'exact'))
+    exact = ImageEncoder(ckpt, channel_axis=-1, resize='exact').encode(pixels)
+    np.testing.assert_allclose(exact, want, atol=5e-5)
+    fast = ImageEncoder(ckpt, channel_axis=-1).encode(pixels)
+    assert ImageEncoder(ckpt).resize == pp.DEFAULT_RESIZE == 'fast'
+    assert float((fast * want).sum()) >= 0.9999
+
+
+# --------------------------------------------------------------------------- the reader
+
+def test_default_readers():
+    assert default_readers(1) == 1 and default_readers(2) == 1 and default_readers(8) == 4
+    assert default_readers(64) == 8
+
+
+def test_reader_keeps_order_skips_and_bounds_what_is_ahead():
+    ahead, n = 5, 60
+    consumed = [0]
+    worst_lead = [0]
+    lock = threading.Lock()
+    rng = np.random.RandomState(0)
+    delays = rng.rand(n) * 0.004
+
+    def load(i):
+        with lock:
+            worst_lead[0] = max(worst_lead[0], i - consumed[0])
+        time.sleep(delays[i])  # later items often finish first
+        if i % 7 == 3:
+            raise pp.ImageReadError('cannot read image %d' % i)
+        return i * 10
+
+    got = []
+    with PrefetchReader(range(n), load, readers=4, ahead=ahead, skip=(pp.ImageReadError,)) as r:
+        for i, x in r:
+            got.append((i, x if not isinstance(x, Exception) else str(x)))
+            time.sleep(0.002)  # a slow consumer: readers must wait, not run ahead
+            with lock:
+                consumed[0] = i + 1
+    assert [i for i, _ in got] == list(range(n))
+    assert all(x == ('cannot read image %d' % i if i % 7 == 3 else i * 10) for i, x in got)
+    assert 1 < worst_lead[0] <= ahead, worst_lead  # it read ahead, never more than allowed
+    assert not [t for t in threading.enumerate() if t.name.startswith('vse-reader')]
+
+
+def test_reader_raises_other_errors_in_place_and_stops():
+    started = []
+
+    def load(i):
+        started.append(i)
+        if i == 4:
+            raise MemoryError('boom at 4')
+        return i
+
+    seen = []
+    with pytest.raises(MemoryError, match='boom at 4'):
+        with PrefetchReader(range(1000), load, readers=3, ahead=4) as r:
+            for i, _ in r:
+                seen.append(i)
+    assert seen == [0, 1, 2, 3]
+    assert max(started) < 4 + 4 + 3  # nothing read far past the failure
+    assert not [t for t in threading.enumerate() if t.name.startswith('vse-reader')]
+
+
+def test_inline_reader_is_the_same_sequence():
+    def load(i):
+        if i == 2:
+            raise pp.ImageReadError('bad 2')
+        return -i
+
+    with read_in_order(range(5), load, 0, 1, (pp.ImageReadError,)) as r:
+        inline = [(i, str(x)) for i, x in r]
+    with read_in_order(range(5), load, 2, 3, (pp.ImageReadError,)) as r:
+        threaded = [(i, str(x)) for i, x in r]
+    assert inline == threaded == [(0, '0'), (1, '-1'), (2, 'bad 2'), (3, '-3'), (4, '-4')]
+    with pytest.raises(ValueError, match='readers'):
+        PrefetchReader([1], load, readers=0, ahead=1)
