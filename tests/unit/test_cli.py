@@ -81,7 +81,8 @@ def test_missing_input_path(tmp_path, small_release):
     assert not (tmp_path / 'e.npy').exists()
 
 
-def test_interrupt_leaves_no_output(tmp_path, small_release):
+@pytest.mark.parametrize('readers', [0, 2])
+def test_interrupt_leaves_no_output(tmp_path, small_release, readers):
     d = tmp_path / 'many'
     d.mkdir()
     for i in range(300):
@@ -91,7 +92,8 @@ def test_interrupt_leaves_no_output(tmp_path, small_release):
     old = out_dir / 'e.npy'
     old.write_bytes(b'previous result')
     p = subprocess.Popen([sys.executable, '-m', 'vseimageencoder', 'encode', '--model-path',
-                          str(small_release[0]), '--batch-size', '2', '-o', str(old), str(d)],
+                          str(small_release[0]), '--batch-size', '2', '--readers', str(readers),
+                          '-o', str(old), str(d)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
     deadline = time.time() + 120
     while time.time() < deadline:  # wait until rows are being streamed out
@@ -145,3 +147,63 @@ def test_encoder_uint8_path(small_release, image_set):
     np.testing.assert_allclose(out, reference_embed(backbone, fc, reference_batch(pil)), atol=5e-5)
     chw = VSEImageEncoder(model_path=str(ckpt), channel_axis=1).encode(np.ascontiguousarray(hwc.transpose(0, 3, 1, 2)))
     np.testing.assert_allclose(chw, out, atol=1e-6)
+
+
+def test_readers_keep_input_order_and_skip_bad_files(tmp_path, small_release):
+    """Reader threads finish out of order; rows must not. Bad files are named wherever they are."""
+    from tests.photos import write_photo
+    d = tmp_path / 'mixed'
+    d.mkdir()
+    expected = []
+    for i in range(23):
+        p = d / ('%02d.jpg' % i)
+        if i % 6 == 2:
+            p.write_bytes(b'\xff\xd8\xff\xe0 not a jpeg %d' % i)
+        else:
+            # Sizes vary a lot, so later small files are ready before earlier big ones.
+            write_photo(p, 1400 if i % 4 == 0 else 200, 900 if i % 4 == 0 else 150, seed=i,
+                        orientation=6 if i % 5 == 0 else 0)
+            expected.append(str(p))
+    runs = {}
+    for readers in (0, 3):
+        out = tmp_path / ('r%d' % readers) / 'e.npy'
+        r = run_cli('encode', '--model-path', small_release[0], '--batch-size', 4, '--readers', readers,
+                    '-o', out, d)
+        assert r.returncode == 1, r.stderr
+        for i in range(2, 23, 6):
+            assert ('%02d.jpg' % i) in r.stderr
+        assert '4 image(s) could not be read' in r.stderr
+        assert (out.parent / 'e.files.txt').read_text().splitlines() == expected
+        runs[readers] = np.load(str(out))
+    assert runs[0].shape == (len(expected), 1024)
+    np.testing.assert_array_equal(runs[3], runs[0])
+
+
+def test_resize_modes_on_large_photos(tmp_path, small_release):
+    """--resize exact is the faithful transform; the default (fast) stays within cosine 0.999."""
+    from tests.photos import write_photo
+    from vseimageencoder.preprocess import read_image
+    ckpt, backbone, fc = small_release
+    d = tmp_path / 'big'
+    files = [write_photo(d / 'a.jpg', 2400, 1600, seed=1), write_photo(d / 'b.jpg', 2049, 1537, seed=2, orientation=3),
+             write_photo(d / 'c.png', 1100, 1500, seed=3)]
+    want = reference_embed(backbone, fc, reference_batch([read_image(f) for f in files]))
+    got = {}
+    for mode in ('exact', 'fast', None):
+        out = tmp_path / ('%s.npy' % mode)
+        r = run_cli('encode', '--model-path', ckpt, '-o', out, d, *(['--resize', mode] if mode else []))
+        assert r.returncode == 0, r.stderr
+        got[mode] = np.load(str(out))
+    np.testing.assert_allclose(got['exact'], want, atol=5e-5)
+    np.testing.assert_array_equal(got[None], got['fast'])  # fast is the default
+    assert (got['fast'] * want).sum(1).min() >= 0.999
+
+
+def test_bad_reading_flags(tmp_path, small_release):
+    img = tmp_path / 'a.png'
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(str(img))
+    r = run_cli('encode', '--model-path', small_release[0], '--readers', -1, '-o', tmp_path / 'e.npy', img)
+    assert r.returncode == 2 and '--readers' in r.stderr and '-1' in r.stderr
+    r = run_cli('encode', '--model-path', small_release[0], '--resize', 'nearest', '-o', tmp_path / 'e.npy', img)
+    assert r.returncode == 2 and 'nearest' in r.stderr
+    assert not (tmp_path / 'e.npy').exists()
