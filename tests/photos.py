@@ -64,6 +64,7 @@ FIDELITY_SET = [
     ('24mp-6000x4000.jpg', 6000, 4000, {}),
     ('24mp-gray-portrait-4000x6000.jpg', 4000, 6000, {'gray': True}),
     ('24mp-portrait-4000x6000.png', 4000, 6000, {}),
+    ('cmyk-2400x1600.jpg', 2400, 1600, {'cmyk': True}),
 ]
 
 #: A few-megapixel subset of the same kinds, for the unit tests.
@@ -75,22 +76,25 @@ TEST_SET = [
     ('exif6-2400x1600.jpg', 2400, 1600, {'orientation': 6}),
     ('exif3-2049x1537.jpg', 2049, 1537, {'orientation': 3, 'subsampling': 0}),
     ('4mp-2400x1800.png', 2400, 1800, {}),
+    ('cmyk-1600x1100.jpg', 1600, 1100, {'cmyk': True}),
 ]
 
 
 def write_photo(path, width: int, height: int, seed: int = 0, gray: bool = False,
                 orientation: int = 0, progressive: bool = False, subsampling: int = 2,
-                quality: int = 90) -> Path:
+                quality: int = 90, cmyk: bool = False) -> Path:
     """Write a generated photo to ``path`` (JPEG or PNG by suffix), stored ``width`` x
     ``height``; an EXIF ``orientation`` tag is written as given (JPEG only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     img = photo(width, height, seed, gray)
+    if cmyk:
+        img = img.convert('CMYK')
     if path.suffix.lower() == '.png':
         img.save(str(path), compress_level=1)
     else:
         kw = {'quality': quality, 'progressive': progressive}
-        if not gray:
+        if not gray and not cmyk:
             kw['subsampling'] = subsampling
         if orientation:
             exif = Image.Exif()
