@@ -226,3 +226,19 @@ def test_inline_reader_is_the_same_sequence():
     assert inline == threaded == [(0, '0'), (1, '-1'), (2, 'bad 2'), (3, '-3'), (4, '-4')]
     with pytest.raises(ValueError, match='readers'):
         PrefetchReader([1], load, readers=0, ahead=1)
+
+
+def test_executor_takes_resize_from_yaml(tmp_path, small_release, photos):
+    from jina.executors import BaseExecutor
+    import vseimageencoder.executor  # noqa: F401  (registers the YAML tag)
+    from vseimageencoder.encoders import ImageEncoder
+    ckpt = small_release[0]
+    pixels = np.asarray(pp.read_image(photos[1]))[None].transpose(0, 3, 1, 2)
+    y = tmp_path / 'enc.yml'
+    y.write_text('!VSEImageEncoder\nwith:\n  model_path: %s\n  resize: exact\n' % ckpt)
+    enc = BaseExecutor.load_config(str(y))
+    assert enc.resize == 'exact' and enc.core.resize == 'exact'
+    np.testing.assert_array_equal(enc.encode(pixels), ImageEncoder(ckpt, resize='exact').encode(pixels))
+    y.write_text('!VSEImageEncoder\nwith:\n  model_path: %s\n  resize: sharp\n' % ckpt)
+    with pytest.raises(ValueError, match="'sharp'"):
+        BaseExecutor.load_config(str(y))
