@@ -12,8 +12,9 @@ Two ways to compute that transform (``resize=``):
 - ``'fast'``: the same geometry and the same final filter, but JPEGs are decoded at 1/2, 1/4
   or 1/8 scale by libjpeg's DCT scaling (never below twice the resized size), other images
   are box-reduced by an integer factor to no less than twice the resized size, and only the
-  part of the image inside the crop (plus the filter's reach) is resized. Its cost no longer
-  grows with the megapixels beyond the entropy decoding of the file itself.
+  part of the image inside the crop (plus the filter's reach) is resized. For a JPEG the
+  cost then grows with the megapixels only through the entropy decoding of the file; other
+  formats (PNG, ...) must still be decoded in full.
   ``benchmarks/resize_fidelity.py`` measures how far its embeddings are from ``'exact'``.
 """
 import os
