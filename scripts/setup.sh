@@ -4,9 +4,38 @@
 #
 #   scripts/setup.sh                 # find an interpreter on PATH, then in pyenv
 #   scripts/setup.sh /path/python3.9 # or: PYTHON=/path/python3.9 scripts/setup.sh
+#
+# The jina 3 form makes .venv-jina3 instead, with a Python 3.10+ (python3 on PATH unless
+# named), requirements-jina3.txt and this package: the jina-free core and the jina 3
+# Executors (vseimageencoder.jina3). jina 3 and jina 0.9.33 share the import name `jina`,
+# so the two never share a venv.
+#
+#   scripts/setup.sh --jina3 [/path/python3.11]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+
+if [ "${1:-}" = "--jina3" ]; then
+    py="${2:-${PYTHON:-python3}}"
+    "$py" -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 10) else 1)' >/dev/null 2>&1 || {
+        echo "setup: $py is not a runnable Python 3.10+ (jina 3's form needs one)" >&2
+        echo "       name one: scripts/setup.sh --jina3 /path/to/python3.11" >&2
+        exit 1
+    }
+    echo "setup: using $py ($("$py" --version 2>&1)) for .venv-jina3"
+    if [ -x .venv-jina3/bin/python ] && ! .venv-jina3/bin/python -c \
+            'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 10) else 1)' >/dev/null 2>&1; then
+        echo "setup: .venv-jina3 has the wrong Python; recreating it"
+        rm -rf .venv-jina3
+    fi
+    [ -x .venv-jina3/bin/python ] || "$py" -m venv .venv-jina3
+    .venv-jina3/bin/python -m pip install --quiet -r requirements-jina3.txt
+    .venv-jina3/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+    # jina writes to ~/.cache/jina at import and would send telemetry: neither here.
+    HOME="$(mktemp -d)" JINA_OPTOUT_TELEMETRY=1 JINA_HIDE_SURVEY=1 .venv-jina3/bin/python -c \
+        'import jina, docarray, torch, torchvision, vseimageencoder.jina3; print("setup: ok - jina", jina.__version__, "docarray", docarray.__version__, "torch", torch.__version__, "torchvision", torchvision.__version__)'
+    exit 0
+fi
 
 usable() {  # prints the interpreter if it runs and is 3.8-3.9
     local py="$1"

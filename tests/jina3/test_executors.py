@@ -1,0 +1,153 @@
+"""The jina 3 Executors called in this process (real jina 3 Executor objects, no serving):
+embeddings against the core and the independent references, every input form, bad input
+named, nothing half-written."""
+import http.server
+import io
+import threading
+
+import numpy as np
+import pytest
+from docarray import DocList
+
+from tests.vsepp_release import reference_embed, reference_text_embed
+from vseimageencoder.encoders import ImageEncoder, TextEncoder
+from vseimageencoder.jina3 import ImageDoc, TextDoc, VSEImageEncoder, VSETextEncoder
+from vseimageencoder.preprocess import transform
+
+CAPTIONS = ['a man riding a horse on the beach .', 'two women playing with a red ball',
+            'children in the snow', 'a dog', '', 'caf\u00e9 na\u00efve stra\u00dfe unknownword']
+
+
+def reference_ids(caption, words):
+    """Word ids without the package: nltk's Treebank tokenizer on the lower-cased caption."""
+    from nltk.tokenize import word_tokenize
+    table = {w: i for i, w in enumerate(['<pad>', '<start>', '<end>', '<unk>'] + list(words))}
+    return [1] + [table.get(t, 3) for t in word_tokenize(caption.lower(), preserve_line=True)] + [2]
+
+
+def png_bytes(pixels) -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format='PNG')
+    return buf.getvalue()
+
+
+@pytest.fixture(scope='module')
+def image_executor(release):
+    return VSEImageEncoder(model_path=str(release.folder), batch_size=4)
+
+
+@pytest.fixture(scope='module')
+def text_executor(release):
+    return VSETextEncoder(model_path=str(release.checkpoint), batch_size=4)
+
+
+def expected_images(release, pixels):
+    x = np.stack([transform(p) for p in pixels])
+    return reference_embed(release.backbone, release.fc, x)
+
+
+def test_image_executor_equals_core_and_reference(release, pixels, image_executor):
+    docs = DocList[ImageDoc]([ImageDoc(tensor=p) for p in pixels])
+    out = image_executor.encode(docs=docs, parameters={})
+    emb = np.stack([d.embedding for d in out])
+    assert emb.shape == (len(pixels), 256) and emb.dtype == np.float32
+    ref = expected_images(release, pixels)
+    np.testing.assert_allclose(emb, ref, atol=2e-5)
+    core = ImageEncoder(release.checkpoint)
+    for p, e in zip(pixels, emb):  # the core one image at a time: batching and grouping change nothing
+        np.testing.assert_allclose(core.encode(p[None].transpose(0, 3, 1, 2))[0], e, atol=1e-5)
+
+
+def test_every_input_form_gives_the_same_embedding(release, pixels, image_executor, tmp_path):
+    p = pixels[1]
+    f = tmp_path / 'x.png'
+    f.write_bytes(png_bytes(p))
+    handler = type('H', (http.server.SimpleHTTPRequestHandler,), {
+        'log_message': lambda *a: None,
+        '__init__': lambda self, *a, **k: http.server.SimpleHTTPRequestHandler.__init__(
+            self, *a, directory=str(tmp_path), **k)})
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        docs = DocList[ImageDoc]([
+            ImageDoc(tensor=p),
+            ImageDoc(tensor=p.astype(np.int64)),               # as JSON (HTTP) delivers it
+            ImageDoc(tensor=transform(p)),                     # transformed float (3, H, W)
+            ImageDoc(blob=png_bytes(p)),
+            ImageDoc(url=str(f)),
+            ImageDoc(url=f.as_uri()),
+            ImageDoc(url='http://127.0.0.1:%d/x.png' % server.server_address[1]),
+        ])
+        emb = np.stack([d.embedding for d in image_executor.encode(docs=docs, parameters={})])
+    finally:
+        server.shutdown()
+        server.server_close()
+    ref = expected_images(release, [p])[0]
+    for row in emb:
+        np.testing.assert_allclose(row, ref, atol=2e-5)
+
+
+def test_batch_size_parameter_changes_nothing(pixels, image_executor):
+    def run(**params):
+        docs = DocList[ImageDoc]([ImageDoc(tensor=p) for p in pixels])
+        return np.stack([d.embedding for d in image_executor.encode(docs=docs, parameters=params)])
+    np.testing.assert_allclose(run(batch_size=1), run(batch_size=64), atol=1e-5)
+
+
+def test_empty_request(image_executor, text_executor):
+    assert len(image_executor.encode(docs=DocList[ImageDoc](), parameters={})) == 0
+    assert len(text_executor.encode(docs=DocList[TextDoc](), parameters={})) == 0
+
+
+@pytest.mark.parametrize('doc, message', [
+    (ImageDoc(), 'has no image: set tensor, blob or url'),
+    (ImageDoc(tensor=np.zeros((3, 10, 10), np.uint8)), r'tensor of shape \(3, 10, 10\) and dtype uint8'),
+    (ImageDoc(tensor=np.zeros((10, 10, 4), np.uint8)), r'tensor of shape \(10, 10, 4\)'),
+    (ImageDoc(tensor=np.zeros((10, 10, 3), np.float32)), r'tensor of shape \(10, 10, 3\) and dtype float32'),
+    (ImageDoc(tensor=np.full((10, 10, 3), 300)), 'holds values from 300 to 300; pixels are 0..255'),
+    (ImageDoc(tensor=np.full((3, 8, 8), np.nan, np.float32)), 'NaN or infinite'),
+    (ImageDoc(tensor=np.zeros((0, 10, 3), np.uint8)), 'empty image'),
+    (ImageDoc(blob=b'not an image at all'), 'blob of 19 bytes is not a readable image'),
+    (ImageDoc(url='/no/such/file.jpg'), '/no/such/file.jpg'),
+    (ImageDoc(url='ftp://example.invalid/x.jpg'), "unsupported URL scheme 'ftp'"),
+])
+def test_bad_image_named_and_nothing_written(pixels, image_executor, doc, message):
+    docs = DocList[ImageDoc]([ImageDoc(tensor=pixels[0]), doc])
+    with pytest.raises(ValueError, match=message) as e:
+        image_executor.encode(docs=docs, parameters={})
+    assert 'ImageDoc #1 (id %s)' % docs[1].id in str(e.value)
+    assert all(d.embedding is None for d in docs)  # the good one was not embedded either
+
+
+@pytest.mark.parametrize('bad', [0, -2, 1.5, 'eight', True])
+def test_bad_batch_size_named(pixels, image_executor, text_executor, release, bad):
+    docs = DocList[ImageDoc]([ImageDoc(tensor=pixels[0])])
+    with pytest.raises(ValueError, match="request's batch_size parameter must be a positive integer"):
+        image_executor.encode(docs=docs, parameters={'batch_size': bad})
+    with pytest.raises(ValueError, match='batch_size must be a positive integer'):
+        VSEImageEncoder(model_path=str(release.folder), batch_size=bad)
+
+
+def test_bad_precision_and_missing_model_named(release, tmp_path):
+    with pytest.raises(ValueError, match="precision='int8'"):
+        VSEImageEncoder(model_path=str(release.folder), precision='int8')
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / 'nothing')):
+        VSEImageEncoder(model_path=str(tmp_path / 'nothing'))
+
+
+def test_text_executor_equals_core_and_reference(release, text_executor):
+    docs = DocList[TextDoc]([TextDoc(text=c) for c in CAPTIONS])
+    emb = np.stack([d.embedding for d in text_executor.encode(docs=docs, parameters={})])
+    assert emb.shape == (len(CAPTIONS), 256) and emb.dtype == np.float32
+    ref = np.stack([reference_text_embed(release.text_sd, reference_ids(c, release.words)) for c in CAPTIONS])
+    np.testing.assert_allclose(emb, ref, atol=2e-5)
+    core = TextEncoder(release.checkpoint)
+    np.testing.assert_allclose(emb, core.encode(CAPTIONS), atol=1e-6)
+
+
+def test_text_without_text_named(text_executor):
+    docs = DocList[TextDoc]([TextDoc(text='a dog'), TextDoc()])
+    with pytest.raises(ValueError, match=r'TextDoc #1 \(id %s\) has no text' % docs[1].id):
+        text_executor.encode(docs=docs, parameters={})
+    assert all(d.embedding is None for d in docs)
