@@ -34,17 +34,5 @@ def environment(home: Path, guard_log: Path) -> dict:
 
 
 def disable_phone_home() -> None:
-    import jina
-    import jina.helper
-    import jina.orchestrate.deployments.config.docker_compose as compose
-    import jina.orchestrate.deployments.config.helper as config_helper
-    import jina.orchestrate.deployments.config.k8s as k8s
-    import jina.orchestrate.orchestrator as orchestrator
-
-    for mod in (jina.helper, orchestrator):
-        mod.get_public_ip = lambda *a, **k: None
-        # A UDP connect towards 10.255.255.255 (no packet, but not loopback either).
-        mod.get_internal_ip = lambda *a, **k: '127.0.0.1'
-    for mod in (config_helper, k8s, compose):
-        # Asks Docker Hub whether jinaai/jina:<version> exists; it does for releases.
-        mod.get_base_executor_version = lambda: jina.__version__
+    from vseimageencoder.jina3.local import keep_jina_local
+    keep_jina_local(GATEWAY_IMAGE)

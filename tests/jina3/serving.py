@@ -64,6 +64,9 @@ def started(orchestrator):
         worker = getattr(lb, 'worker', None) if lb is not None else None
         if worker is not None and getattr(orchestrator, '_gateway_load_balancer', False) and worker.pid:
             _kill([worker.pid])
+            # Its shutdown signal can no longer come; the pod's own wait is timeout_ctrl of
+            # the gateway's arguments (60 s), not of the Deployment's.
+            lb._timeout_ctrl = 1
         orchestrator.__exit__(None, None, None)
         # multiprocessing's resource tracker is shared by the whole process: leave it.
         _kill(p for p in descendants(os.getpid()) if p not in before and not _is_resource_tracker(p))

@@ -25,6 +25,11 @@ def reference_ids(caption, words):
     return [1] + [table.get(t, 3) for t in word_tokenize(caption.lower(), preserve_line=True)] + [2]
 
 
+def data_url(pixels) -> str:
+    import base64
+    return 'data:image/png;base64,' + base64.b64encode(png_bytes(pixels)).decode('ascii')
+
+
 def png_bytes(pixels) -> bytes:
     from PIL import Image
     buf = io.BytesIO()
@@ -77,6 +82,7 @@ def test_every_input_form_gives_the_same_embedding(release, pixels, image_execut
             ImageDoc(blob=png_bytes(p)),
             ImageDoc(url=str(f)),
             ImageDoc(url=f.as_uri()),
+            ImageDoc(url=data_url(p)),
             ImageDoc(url='http://127.0.0.1:%d/x.png' % server.server_address[1]),
         ])
         emb = np.stack([d.embedding for d in image_executor.encode(docs=docs, parameters={})])
@@ -111,6 +117,8 @@ def test_empty_request(image_executor, text_executor):
     (ImageDoc(blob=b'not an image at all'), 'blob of 19 bytes is not a readable image'),
     (ImageDoc(url='/no/such/file.jpg'), '/no/such/file.jpg'),
     (ImageDoc(url='ftp://example.invalid/x.jpg'), "unsupported URL scheme 'ftp'"),
+    (ImageDoc(url='data:image/png;base64,@@@'), 'not valid base64'),
+    (ImageDoc(url='data:image/png;base64,aGVsbG8='), '5 bytes that are not a readable image'),
 ])
 def test_bad_image_named_and_nothing_written(pixels, image_executor, doc, message):
     docs = DocList[ImageDoc]([ImageDoc(tensor=pixels[0]), doc])

@@ -13,8 +13,13 @@ class ImageDoc(BaseDoc):
       normalised (used as given). For ``*_precomp`` checkpoints, float ``(img_dim,)`` CNN
       features instead.
     - ``blob``: the bytes of an image file (JPEG, PNG, ...).
-    - ``url``: an image file path on the Executor's machine, a ``file://`` URL, or an
-      ``http(s)://`` URL the Executor fetches.
+    - ``url``: an image file path on the Executor's machine, a ``file://`` URL, an
+      ``http(s)://`` URL the Executor fetches, or a ``data:image/...;base64,`` URL holding the
+      file's bytes (the way to send image bytes over HTTP: JSON has no bytes type).
+
+    Over HTTP, jina 3.34 drops JSON bodies over 1 MiB: send URLs, data URLs of compressed
+    images or small pixel arrays there (pixels arrive as int64, which is accepted), and
+    full-size tensors over gRPC.
 
     ``embedding`` is filled with float32 ``(embed_size,)`` of unit L2 norm (unless the
     checkpoint says ``no_imgnorm``).

@@ -151,25 +151,47 @@ class VSEImageEncoder(Executor):
         try:
             if scheme in ('http', 'https'):
                 return transform(self._fetch(url))
+            if scheme == 'data':
+                return transform(self._decode(self._data_url_bytes(url)))
             if scheme == 'file':
                 path = urllib.request.url2pathname(urllib.parse.urlsplit(url).path)
             elif scheme and len(scheme) > 1:  # one letter: a Windows drive, not a scheme
-                raise ValueError('unsupported URL scheme %r (http, https, file or a path)' % scheme)
+                raise ValueError('unsupported URL scheme %r (http, https, file, data or a path)' % scheme)
             else:
                 path = url
             return transform(read_image(path))
         except ImageReadError as e:
             raise ValueError('%s: %s' % (_name(i, doc), e)) from None
         except (OSError, ValueError) as e:
-            raise ValueError('%s: cannot read image url %s: %s' % (_name(i, doc), url, e)) from None
+            shown = url if len(url) <= 200 else url[:80] + '...(%d characters)' % len(url)
+            raise ValueError('%s: cannot read image url %s: %s' % (_name(i, doc), shown, e)) from None
+
+    @staticmethod
+    def _data_url_bytes(url: str) -> bytes:
+        # data:[<mediatype>][;base64],<data> (RFC 2397): image bytes inside JSON, for HTTP,
+        # where a bytes field cannot travel.
+        import base64
+        import binascii
+
+        head, sep, payload = url[5:].partition(',')
+        if not sep or not head.endswith(';base64'):
+            raise ValueError('a data: URL must be base64 (data:image/png;base64,...)')
+        try:
+            return base64.b64decode(payload, validate=True)
+        except binascii.Error as e:
+            raise ValueError('the data: URL is not valid base64: %s' % e) from None
 
     def _fetch(self, url: str):
-        from PIL import Image, UnidentifiedImageError
-
         with urllib.request.urlopen(url, timeout=self.url_timeout) as resp:
             data = resp.read(self.max_url_bytes + 1)
         if len(data) > self.max_url_bytes:
             raise ValueError('larger than max_url_bytes=%d' % self.max_url_bytes)
+        return self._decode(data)
+
+    @staticmethod
+    def _decode(data: bytes):
+        from PIL import Image, UnidentifiedImageError
+
         try:
             with Image.open(io.BytesIO(data)) as img:
                 img.load()
