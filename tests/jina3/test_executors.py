@@ -11,7 +11,7 @@ from docarray import DocList
 
 from tests.vsepp_release import reference_embed, reference_text_embed
 from vseimageencoder.encoders import ImageEncoder, TextEncoder
-from vseimageencoder.jina3 import ImageDoc, TextDoc, VSEImageEncoder, VSETextEncoder
+from vseimageencoder.jina3 import CrossModalDoc, ImageDoc, TextDoc, VSEImageEncoder, VSETextEncoder
 from vseimageencoder.preprocess import transform
 
 CAPTIONS = ['a man riding a horse on the beach .', 'two women playing with a red ball',
@@ -158,4 +158,35 @@ def test_text_without_text_named(text_executor):
     docs = DocList[TextDoc]([TextDoc(text='a dog'), TextDoc()])
     with pytest.raises(ValueError, match=r'TextDoc #1 \(id %s\) has no text' % docs[1].id):
         text_executor.encode(docs=docs, parameters={})
+    assert all(d.embedding is None for d in docs)
+
+
+def test_each_executor_embeds_its_own_documents_and_leaves_the_others(release, pixels, image_executor,
+                                                                      text_executor):
+    """One schema for both: in a mixed request each tower embeds its documents (an image
+    that also has text is an image) and leaves the rest untouched, in either order."""
+    def mixed():
+        return DocList[CrossModalDoc]([CrossModalDoc(text=CAPTIONS[0]), CrossModalDoc(tensor=pixels[0]),
+                                       CrossModalDoc(blob=png_bytes(pixels[1]), text='a caption'),
+                                       CrossModalDoc(text='')])
+    docs = image_executor.encode(docs=mixed(), parameters={})
+    assert [d.embedding is None for d in docs] == [True, False, False, True]
+    docs = text_executor.encode(docs=docs, parameters={})
+    other_way = image_executor.encode(docs=text_executor.encode(docs=mixed(), parameters={}), parameters={})
+    emb = np.stack([d.embedding for d in docs])
+    np.testing.assert_allclose(emb, np.stack([d.embedding for d in other_way]), atol=1e-6)
+    np.testing.assert_allclose(emb[[1, 2]], expected_images(release, pixels[:2]), atol=2e-5)
+    ref = [reference_text_embed(release.text_sd, reference_ids(c, release.words)) for c in (CAPTIONS[0], '')]
+    np.testing.assert_allclose(emb[[0, 3]], np.stack(ref), atol=2e-5)
+    # ImageDoc and TextDoc are that schema under each Executor's name.
+    assert set(ImageDoc.model_fields) == set(TextDoc.model_fields) == set(CrossModalDoc.model_fields)
+
+
+@pytest.mark.parametrize('which', ['image', 'text'])
+def test_document_with_neither_image_nor_text_named(image_executor, text_executor, pixels, which):
+    docs = DocList[CrossModalDoc]([CrossModalDoc(text='a dog'), CrossModalDoc(tensor=pixels[0]), CrossModalDoc()])
+    executor = image_executor if which == 'image' else text_executor
+    with pytest.raises(ValueError, match=r'CrossModalDoc #2 \(id %s\) has no %s'
+                       % (docs[2].id, 'image' if which == 'image' else 'text')):
+        executor.encode(docs=docs, parameters={})
     assert all(d.embedding is None for d in docs)

@@ -1,5 +1,5 @@
-"""Real jina 3 serving on 127.0.0.1: Deployments with 2 replicas over gRPC and HTTP, a Flow,
-the cross-modal example (both encoders served side by side). Replicas and gateways are spawned (the plugin
+"""Real jina 3 serving on 127.0.0.1: Deployments with 2 replicas over gRPC and HTTP, Flows
+with both encoders (gRPC and HTTP, either order), the cross-modal example. Replicas and gateways are spawned (the plugin
 sets JINA_MP_START_METHOD=spawn), since this process has run torch."""
 import io
 import json
@@ -12,9 +12,10 @@ import pytest
 from docarray import DocList
 
 from tests.jina3.serving import started
-from tests.jina3.test_executors import data_url, expected_images, png_bytes, reference_ids
+from tests.jina3.test_executors import CAPTIONS, data_url, expected_images, png_bytes, reference_ids
 from tests.vsepp_release import reference_text_embed
-from vseimageencoder.jina3 import ImageDoc, TextDoc
+from vseimageencoder.jina3 import CrossModalDoc, ImageDoc, TextDoc
+from vseimageencoder.preprocess import transform
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_YML = str(REPO / 'vseimageencoder' / 'jina3' / 'image.yml')
@@ -68,21 +69,65 @@ def test_http_deployment_two_replicas(release, pixels, tmp_path):
     assert 'ImageDoc #0' in str(e.value) and 'missing.jpg' in str(e.value)
 
 
-def test_flow_text_encoder_two_replicas(release):
-    # A Flow of each encoder works; one Flow holding both does not yet (jina 3.34 checks
-    # that Executors on the same endpoint share one document schema; README: jina 3).
+def mixed_request(pixels, tmp_path, protocol):
+    """Images and captions in one request, interleaved; an image that also has text is an
+    image. Over HTTP (JSON, 1 MiB) images go as small arrays, paths and data: URLs."""
+    f = tmp_path / 'x.png'
+    f.write_bytes(png_bytes(pixels[3]))
+    images = [CrossModalDoc(tensor=pixels[0]), CrossModalDoc(url=str(f), text='ignored: has an image'),
+              CrossModalDoc(url=data_url(pixels[1])), CrossModalDoc(tensor=pixels[4])]
+    if protocol == 'grpc':
+        images += [CrossModalDoc(blob=png_bytes(pixels[2])), CrossModalDoc(tensor=transform(pixels[5]))]
+    # One document class for all: jina's client puts each request's documents in a DocList
+    # of its first document's class, which ImageDoc and TextDoc are not of each other.
+    captions = [CrossModalDoc(text=c) for c in CAPTIONS]
+    docs, want_images = [], [pixels[0], pixels[3], pixels[1], pixels[4], pixels[2], pixels[5]]
+    for i in range(max(len(images), len(captions))):
+        docs += images[i:i + 1] + captions[i:i + 1]
+    return DocList[CrossModalDoc](docs), want_images[:len(images)], CAPTIONS
+
+
+@pytest.mark.parametrize('protocol, order', [('grpc', ('image', 'text')), ('http', ('text', 'image'))])
+def test_flow_with_both_encoders(release, pixels, tmp_path, protocol, order):
+    """Both encoders in one Flow, one after the other on /encode (the order does not
+    matter), the first with 2 replicas: a request mixing images and captions comes back with
+    every document embedded by its own tower."""
     from jina import Flow
 
-    captions = ['a man riding a horse', 'two dogs in the snow', '']
-    flow = Flow(host='127.0.0.1', timeout_ctrl=5).add(
-        name='text', uses=TEXT_YML, uses_with={'model_path': str(release.checkpoint)}, replicas=2)
+    from vseimageencoder.encoders import ImageEncoder, TextEncoder
+
+    sent, want_images, captions = mixed_request(pixels, tmp_path, protocol)
+    uses = {'image': IMAGE_YML, 'text': TEXT_YML}
+    flow = Flow(protocol=protocol, host='127.0.0.1', timeout_ctrl=5)
+    for n, name in enumerate(order):
+        flow = flow.add(name=name, uses=uses[name], uses_with={'model_path': str(release.folder)},
+                        replicas=2 if n == 0 else 1)
     with started(flow) as f:
-        texts = f.post('/encode', DocList[TextDoc]([TextDoc(text=c) for c in captions]),
-                       return_type=DocList[TextDoc])
-        with pytest.raises(Exception, match='TextDoc #0 .* has no text'):
-            f.post('/encode', DocList[TextDoc]([TextDoc()]), return_type=DocList[TextDoc])
+        out = f.post('/encode', sent, request_size=3, return_type=DocList[CrossModalDoc])
+        default = f.post('/', DocList[CrossModalDoc]([CrossModalDoc(text=captions[0]),
+                                                      CrossModalDoc(tensor=pixels[0])]),
+                         return_type=DocList[CrossModalDoc])
+        with pytest.raises(Exception) as e:
+            f.post('/encode', DocList[CrossModalDoc]([CrossModalDoc(text='a dog'), CrossModalDoc()]),
+                   return_type=DocList[CrossModalDoc])
+    assert len(out) == len(sent)
+    by_id = {d.id: d.embedding for d in out}  # requests of 3 may come back in any order
+    is_image = [d.text is None or d.url is not None for d in sent]
+    img = np.stack([by_id[d.id] for d, yes in zip(sent, is_image) if yes])
+    txt = np.stack([by_id[d.id] for d, yes in zip(sent, is_image) if not yes])
+    assert img.shape[1] == txt.shape[1] == 256
+    if protocol == 'grpc':  # JSON has no dtype: over HTTP they come back as Python floats
+        assert img.dtype == txt.dtype == np.float32
+    np.testing.assert_allclose(img, expected_images(release, want_images), atol=2e-5)
+    np.testing.assert_allclose(img, ImageEncoder(release.checkpoint).encode(
+        np.stack([transform(p) for p in want_images])), atol=1e-5)
     ref = np.stack([reference_text_embed(release.text_sd, reference_ids(c, release.words)) for c in captions])
-    np.testing.assert_allclose(np.stack([d.embedding for d in texts]), ref, atol=2e-5)
+    np.testing.assert_allclose(txt, ref, atol=2e-5)
+    np.testing.assert_allclose(txt, TextEncoder(release.checkpoint).encode(captions), atol=1e-6)
+    np.testing.assert_allclose(np.stack([d.embedding for d in default]), np.stack([txt[0], img[0]]), atol=1e-5)
+    # The document with neither image nor text is named by whichever encoder comes first.
+    assert ('%s #1' % ('ImageDoc' if order[0] == 'image' else 'TextDoc')) in str(e.value)
+    assert ('has no image' if order[0] == 'image' else 'has no text') in str(e.value)
 
 
 def test_crossmodal_example(release, pixels, tmp_path):

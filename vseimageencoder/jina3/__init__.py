@@ -2,6 +2,9 @@
 
     from vseimageencoder.jina3 import VSEImageEncoder, VSETextEncoder, ImageDoc, TextDoc
 
+``ImageDoc`` and ``TextDoc`` share one schema (:class:`CrossModalDoc`), so both Executors
+chain on ``/encode`` in one Flow and a request may mix images and captions.
+
 Both are thin layers over the jina-free core (:mod:`vseimageencoder.encoders`), the same one
 the jina 0.9.33 executors wrap. jina 3 and jina 0.9.33 share the import name ``jina``, so
 this module lives in its own environment: Python 3.10+, ``scripts/setup.sh --jina3``.
@@ -30,7 +33,7 @@ def _require_jina3() -> None:
 
 _require_jina3()
 
-from .docs import ImageDoc, TextDoc  # noqa: E402
+from .docs import CrossModalDoc, ImageDoc, TextDoc  # noqa: E402
 from .executors import VSEImageEncoder, VSETextEncoder  # noqa: E402
 
-__all__ = ['VSEImageEncoder', 'VSETextEncoder', 'ImageDoc', 'TextDoc', '__version__']
+__all__ = ['VSEImageEncoder', 'VSETextEncoder', 'CrossModalDoc', 'ImageDoc', 'TextDoc', '__version__']

@@ -1,12 +1,23 @@
-"""The documents the jina 3 Executors take and fill (docarray v2)."""
+"""The documents the jina 3 Executors take and fill (docarray v2).
+
+One schema for both towers: :class:`CrossModalDoc` carries an image (``tensor``, ``blob`` or
+``url``) or a caption (``text``), and ``embedding``. ``ImageDoc`` and ``TextDoc`` are that
+same schema under the names each Executor declares. jina 3 lets Executors share an endpoint
+in one Flow only when one's output schema has the same fields as the next one's input, so
+with one schema ``VSEImageEncoder`` and ``VSETextEncoder`` chain on ``/encode`` in either
+order, and a request may mix images and captions: the image encoder embeds the documents
+that hold an image, the text encoder those that hold only a caption (:func:`has_image`).
+"""
 from typing import Optional
 
 from docarray import BaseDoc
 from docarray.typing import NdArray
 
 
-class ImageDoc(BaseDoc):
-    """One image in, its VSE++ embedding out. Give one of (first one set wins):
+class CrossModalDoc(BaseDoc):
+    """An image or a caption in, its VSE++ embedding out (both towers share one space).
+
+    Image, for ``VSEImageEncoder`` (the first one set wins):
 
     - ``tensor``: uint8 ``(H, W, 3)`` RGB pixels (or ``(H, W)`` gray) of any size, which get
       the VSE++ evaluation transform; or a float ``(3, H, W)`` image already transformed and
@@ -16,6 +27,10 @@ class ImageDoc(BaseDoc):
     - ``url``: an image file path on the Executor's machine, a ``file://`` URL, an
       ``http(s)://`` URL the Executor fetches, or a ``data:image/...;base64,`` URL holding the
       file's bytes (the way to send image bytes over HTTP: JSON has no bytes type).
+
+    Caption, for ``VSETextEncoder``: ``text`` (any string, ``''`` included) on a document
+    with no image. A document with both is an image (``text`` rides along unread, e.g. as
+    its caption or title).
 
     Over HTTP, jina 3.34 drops JSON bodies over 1 MiB: send URLs, data URLs of compressed
     images or small pixel arrays there (pixels arrive as int64, which is accepted), and
@@ -27,11 +42,26 @@ class ImageDoc(BaseDoc):
     tensor: Optional[NdArray] = None
     blob: Optional[bytes] = None
     url: Optional[str] = None
-    embedding: Optional[NdArray] = None
-
-
-class TextDoc(BaseDoc):
-    """One caption in (``text``), its VSE++ embedding out (``embedding``: float32
-    ``(embed_size,)``)."""
     text: Optional[str] = None
     embedding: Optional[NdArray] = None
+
+
+class ImageDoc(CrossModalDoc):
+    """The document ``VSEImageEncoder`` declares: :class:`CrossModalDoc` with an image in
+    ``tensor``, ``blob`` or ``url``."""
+
+
+class TextDoc(CrossModalDoc):
+    """The document ``VSETextEncoder`` declares: :class:`CrossModalDoc` with a caption in
+    ``text`` (float32 ``(embed_size,)`` ``embedding`` out)."""
+
+
+def has_image(doc) -> bool:
+    """Whether a document is the image encoder's: it sets ``tensor``, ``blob`` or a
+    non-empty ``url``. The others, if they hold ``text``, are the text encoder's."""
+    return doc.tensor is not None or doc.blob is not None or bool(doc.url)
+
+
+def has_caption(doc) -> bool:
+    """Whether a document is the text encoder's: ``text`` set and no image."""
+    return isinstance(doc.text, str) and not has_image(doc)

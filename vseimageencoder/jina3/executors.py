@@ -2,8 +2,11 @@
 
 Each loads its tower once (:class:`~vseimageencoder.encoders.ImageEncoder` /
 ``TextEncoder``), serves ``/encode`` and the default endpoint, and fills ``embedding`` on
-every document of a request, or on none: all documents are read and checked first, and a
-bad one fails the request with an error naming it (its position and id) and the fault.
+every document of a request that is its own (the image encoder: documents with an image;
+the text encoder: documents with only a caption, see :mod:`.docs`), or on none: all its
+documents are read and checked first, and a bad one fails the request with an error naming
+it (its position and id) and the fault. Documents of the other tower pass through untouched,
+which is what lets both encoders sit one after the other in a Flow, in either order.
 """
 import io
 import urllib.parse
@@ -16,7 +19,7 @@ from jina import Executor, requests
 
 from ..encoders import DEFAULT_SEARCH_DIRS, ImageEncoder, check_precision
 from ..preprocess import ImageReadError, read_image, to_rgb, transform
-from .docs import ImageDoc, TextDoc
+from .docs import ImageDoc, TextDoc, has_caption, has_image
 
 #: Both endpoints every encoder serves ('/default' is what jina calls the default endpoint).
 ENDPOINTS = ['/encode', '/default']
@@ -39,7 +42,9 @@ def _name(i: int, doc) -> str:
 
 
 class VSEImageEncoder(Executor):
-    """VSE++ image embeddings (Faghri et al., BMVC 2018) for :class:`ImageDoc` documents.
+    """VSE++ image embeddings (Faghri et al., BMVC 2018) for :class:`ImageDoc` documents
+    (or any documents of the same schema, e.g. :class:`~.docs.CrossModalDoc`): those with an
+    image; captions are left to :class:`VSETextEncoder`.
 
     :param model_path: a released VSE++ checkpoint (``model_best.pth.tar``) or a folder
         holding one; a relative path is looked up in the working directory, then beside the
@@ -71,23 +76,26 @@ class VSEImageEncoder(Executor):
     @requests(on=ENDPOINTS)
     def encode(self, docs: DocList[ImageDoc], parameters: Optional[Dict] = None,
                **kwargs) -> DocList[ImageDoc]:
-        """Fill ``embedding`` (float32 ``(embed_size,)``) on every document."""
+        """Fill ``embedding`` (float32 ``(embed_size,)``) on every document with an image;
+        documents with only ``text`` are left to ``VSETextEncoder``; one with neither is an
+        error."""
         batch_size = _request_batch_size(parameters, self.batch_size)
-        inputs = [self._read(i, doc) for i, doc in enumerate(docs)]
+        mine = [i for i, doc in enumerate(docs) if not has_caption(doc)]
+        inputs = {i: self._read(i, docs[i]) for i in mine}
         # Transformed images of different sizes cannot share a forward pass: one group per shape.
         groups: Dict[Tuple[int, ...], List[int]] = {}
-        for i, x in enumerate(inputs):
+        for i, x in inputs.items():
             groups.setdefault(x.shape, []).append(i)
-        out = np.empty((len(inputs), self.embed_size), np.float32)
+        out: Dict[int, np.ndarray] = {}
         for shape, rows in groups.items():
             batch = np.stack([inputs[i] for i in rows])
             try:
-                out[rows] = self.core.encode(batch, batch_size=batch_size)
+                out.update(zip(rows, self.core.encode(batch, batch_size=batch_size)))
             except (TypeError, ValueError) as e:
                 raise ValueError('%s: %s' % (', '.join(_name(i, docs[i]) for i in rows[:5])
                                              + (' ...' if len(rows) > 5 else ''), e)) from None
-        for doc, emb in zip(docs, out):
-            doc.embedding = emb
+        for i, emb in out.items():
+            docs[i].embedding = emb
         return docs
 
     # ------------------------------------------------------------------ reading one doc
@@ -101,7 +109,8 @@ class VSEImageEncoder(Executor):
             return self._from_blob(i, doc)
         if doc.url:
             return self._from_url(i, doc)
-        raise ValueError('%s has no image: set tensor, blob or url' % _name(i, doc))
+        raise ValueError('%s has no image: set tensor, blob or url (or text, for '
+                         'VSETextEncoder)' % _name(i, doc))
 
     def _from_tensor(self, i: int, doc: ImageDoc) -> np.ndarray:
         arr = np.asarray(doc.tensor)
@@ -201,8 +210,9 @@ class VSEImageEncoder(Executor):
 
 
 class VSETextEncoder(Executor):
-    """VSE++ caption embeddings for :class:`TextDoc` documents, in the same joint space as
-    :class:`VSEImageEncoder` given the same checkpoint.
+    """VSE++ caption embeddings for :class:`TextDoc` documents (or any of the same schema):
+    those with ``text`` and no image, in the same joint space as :class:`VSEImageEncoder`
+    given the same checkpoint; images are left to it.
 
     :param model_path: a released VSE++ checkpoint or a folder holding one (both towers are
         in it).
@@ -231,15 +241,18 @@ class VSETextEncoder(Executor):
     @requests(on=ENDPOINTS)
     def encode(self, docs: DocList[TextDoc], parameters: Optional[Dict] = None,
                **kwargs) -> DocList[TextDoc]:
-        """Fill ``embedding`` (float32 ``(embed_size,)``) on every document."""
+        """Fill ``embedding`` (float32 ``(embed_size,)``) on every document with ``text``
+        and no image; documents with an image are left to ``VSEImageEncoder``; one with
+        neither is an error."""
         batch_size = _request_batch_size(parameters, self.batch_size)
-        texts = []
+        mine = []
         for i, doc in enumerate(docs):
-            if not isinstance(doc.text, str):
-                raise ValueError('%s has no text' % _name(i, doc))
-            texts.append(doc.text)
-        out = self.core.encode(texts, batch_size=batch_size) if texts else \
-            np.zeros((0, self.embed_size), np.float32)
-        for doc, emb in zip(docs, out):
-            doc.embedding = emb
+            if has_caption(doc):
+                mine.append(i)
+            elif not has_image(doc):
+                raise ValueError('%s has no text (and no image, for VSEImageEncoder)' % _name(i, doc))
+        if mine:
+            out = self.core.encode([docs[i].text for i in mine], batch_size=batch_size)
+            for i, emb in zip(mine, out):
+                docs[i].embedding = emb
         return docs
