@@ -1,8 +1,9 @@
 """Cross-modal retrieval with the jina 3 Executors: index images, query with captions.
 
-Both encoders (one checkpoint holds both towers) served as Deployments on 127.0.0.1 over
-gRPC; images go to the image encoder as file paths, captions to the text encoder; the
-ranking is plain numpy (embeddings are unit-norm, so cosine = dot product).
+One Flow on 127.0.0.1 over gRPC holds both encoders (one checkpoint holds both towers),
+one after the other on /encode: images (as file paths) and captions go in one request of
+CrossModalDoc documents, and each encoder embeds its own kind. The ranking is plain numpy
+(embeddings are unit-norm, so cosine = dot product).
 
     .venv-jina3/bin/python examples/jina3_crossmodal.py --model pretrained \\
         --images photos/ --query "a dog playing in the snow" --top-k 3
@@ -25,7 +26,7 @@ def main(argv=None) -> int:
     ap.add_argument('--images', nargs='+', required=True, help='image files or folders')
     ap.add_argument('--query', nargs='+', required=True, help='captions to search with')
     ap.add_argument('--top-k', type=int, default=5)
-    ap.add_argument('--replicas', type=int, default=1, help='replicas of each encoder')
+    ap.add_argument('--replicas', type=int, default=1, help='replicas of each encoder in the Flow')
     ap.add_argument('--out', type=Path, help='write the results here as JSON')
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
@@ -35,9 +36,9 @@ def main(argv=None) -> int:
 
     import numpy as np
     from docarray import DocList
-    from jina import Deployment
+    from jina import Flow
 
-    from vseimageencoder.jina3 import ImageDoc, TextDoc
+    from vseimageencoder.jina3 import CrossModalDoc
     from vseimageencoder.preprocess import expand_paths
 
     here = Path(__file__).resolve().parent.parent / 'vseimageencoder' / 'jina3'
@@ -46,22 +47,22 @@ def main(argv=None) -> int:
         ap.error('no image files in %s' % ' '.join(args.images))
     model = str(Path(args.model).resolve())
     vocab = str(Path(args.vocab).resolve()) if args.vocab else None
-    # Both Deployments start before this process does any torch work (forked replicas of a
-    # process that ran torch can hang). Two Deployments rather than one Flow: jina 3.34
-    # requires Executors in one Flow to share a document schema per endpoint.
-    image_dep = Deployment(uses=str(here / 'image.yml'), uses_with={'model_path': model},
-                           replicas=args.replicas, host='127.0.0.1')
-    text_dep = Deployment(uses=str(here / 'text.yml'),
-                          uses_with={'model_path': model, 'vocab_path': vocab},
-                          replicas=args.replicas, host='127.0.0.1')
-    with image_dep, text_dep:
-        images = image_dep.post('/encode', DocList[ImageDoc]([ImageDoc(url=p) for p in paths]),
-                                return_type=DocList[ImageDoc])
-        captions = text_dep.post('/encode', DocList[TextDoc]([TextDoc(text=q) for q in args.query]),
-                                 return_type=DocList[TextDoc])
-    # Each hit is named by its document's url, so the order responses come back in is moot.
-    index = np.stack([d.embedding for d in images])           # (N, D), rows unit-norm
-    queries = np.stack([d.embedding for d in captions])       # (Q, D)
+    # The Flow starts before this process does any torch work (forked replicas of a process
+    # that ran torch can hang).
+    flow = (Flow(host='127.0.0.1')
+            .add(name='image', uses=str(here / 'image.yml'), uses_with={'model_path': model},
+                 replicas=args.replicas)
+            .add(name='text', uses=str(here / 'text.yml'),
+                 uses_with={'model_path': model, 'vocab_path': vocab}, replicas=args.replicas))
+    images = [CrossModalDoc(url=p) for p in paths]
+    captions = [CrossModalDoc(text=q) for q in args.query]
+    with flow:
+        out = flow.post('/encode', DocList[CrossModalDoc](images + captions),
+                        return_type=DocList[CrossModalDoc])
+    # Requests may come back in any order: documents are matched by id.
+    by_id = {d.id: d.embedding for d in out}
+    index = np.stack([by_id[d.id] for d in images])           # (N, D), rows unit-norm
+    queries = np.stack([by_id[d.id] for d in captions])       # (Q, D)
     scores = queries @ index.T
     results = []
     for q, row in zip(args.query, scores):
