@@ -308,6 +308,27 @@ def remap_state_dict(sd: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
 
 # --------------------------------------------------------------------------- loading
 
+def read_verified_checkpoint(path: Path) -> Mapping:
+    """:func:`read_checkpoint`, after checking the file against its download record (size and
+    sha256, ``<file>.json`` written by ``vseimageencoder download``) when there is one."""
+    if path.is_file():
+        try:
+            verify_record(path)
+        except WeightsError as e:
+            raise CheckpointIntegrityError(str(e)) from None
+    return read_checkpoint(path)
+
+
+def _adopt(tower: torch.nn.Module, sd: Mapping[str, torch.Tensor]) -> None:
+    """Strict load of a checked state dict (floats as float32), then eval mode, no gradients."""
+    sd = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
+    # assign=True (torch >= 2.1) adopts the checkpoint's tensors instead of copying them
+    # into the freshly allocated ones.
+    tower.load_state_dict(sd, strict=True, **({'assign': True} if _supports_assign() else {}))
+    tower.eval()
+    tower.requires_grad_(False)
+
+
 def _supports_assign() -> bool:
     import inspect
     return 'assign' in inspect.signature(torch.nn.Module.load_state_dict).parameters
@@ -321,12 +342,7 @@ def load_tower(path: PathLike) -> Tuple[VSEImageTower, TowerOptions]:
     on the CPU, float32, with gradients off, and its options. Raises a :class:`CheckpointError` subclass naming ``path`` and the fault.
     """
     path = Path(path)
-    if path.is_file():
-        try:
-            verify_record(path)
-        except WeightsError as e:
-            raise CheckpointIntegrityError(str(e)) from None
-    ckpt = read_checkpoint(path)
+    ckpt = read_verified_checkpoint(path)
     opts = read_options(ckpt, path)
     sd = remap_state_dict(image_state_dict(ckpt, path))
     has_cnn = any(k.startswith('cnn.') for k in sd)
@@ -363,12 +379,7 @@ def load_tower(path: PathLike) -> Tuple[VSEImageTower, TowerOptions]:
         raise NotVSECheckpointError('%s: tensors of the wrong shape for a %s tower: %s' % (
             path, opts.cnn_type or 'precomputed-feature',
             '; '.join('%s is %s, expected %s' % w for w in wrong[:5])))
-    sd = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
-    # assign=True (torch >= 2.1) adopts the checkpoint's tensors instead of copying them
-    # into the freshly allocated ones.
-    tower.load_state_dict(sd, strict=True, **({'assign': True} if _supports_assign() else {}))
-    tower.eval()
-    tower.requires_grad_(False)
+    _adopt(tower, sd)
     logger.info('loaded VSE++ image tower from %s (cnn_type=%s, embed_size=%d, no_imgnorm=%s, '
                 'use_abs=%s)', path, opts.cnn_type or 'precomputed', opts.embed_size,
                 opts.no_imgnorm, opts.use_abs)
@@ -451,12 +462,7 @@ def load_text_tower(path: PathLike) -> Tuple[VSETextTower, TextOptions]:
     :class:`CheckpointError` subclass naming ``path`` and the fault.
     """
     path = Path(path)
-    if path.is_file():
-        try:
-            verify_record(path)
-        except WeightsError as e:
-            raise CheckpointIntegrityError(str(e)) from None
-    ckpt = read_checkpoint(path)
+    ckpt = read_verified_checkpoint(path)
     stored_options(ckpt, path)
     sd = text_state_dict(ckpt, path)
     opts = read_text_options(ckpt, sd, path)
@@ -474,10 +480,7 @@ def load_text_tower(path: PathLike) -> Tuple[VSETextTower, TextOptions]:
     if wrong:
         raise NotVSECheckpointError('%s: text tensors of the wrong shape: %s' % (
             path, '; '.join('%s is %s, expected %s' % w for w in wrong[:5])))
-    sd = {k: v.float() for k, v in sd.items()}
-    tower.load_state_dict(sd, strict=True, **({'assign': True} if _supports_assign() else {}))
-    tower.eval()
-    tower.requires_grad_(False)
+    _adopt(tower, sd)
     if hasattr(tower.rnn, 'flatten_parameters'):
         tower.rnn.flatten_parameters()
     logger.info('loaded VSE++ text tower from %s (vocab_size=%d, word_dim=%d, embed_size=%d, '
