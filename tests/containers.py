@@ -7,11 +7,15 @@ same machine.
 """
 import contextlib
 import glob
+import html
+import http.server
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +24,62 @@ RUNTIME_BASE = 'localhost/vse-py39:bullseye'
 BUILDER_BASE = 'localhost/vse-py39-build:bullseye'
 _RUNTIME_PKGS = 'python3.9,python3.9-venv,python3-distutils,ca-certificates'
 _BUILD_PKGS = _RUNTIME_PKGS + ',python3.9-dev,gcc,libc6-dev'
+# The jina 3 image's base: Debian 12's Python 3.11 (every jina 3 dependency has wheels for it,
+# so no compiler and no separate build stage).
+JINA3_BASE = 'localhost/vse-py311:bookworm'
+_JINA3_PKGS = 'python3,python3-venv,ca-certificates'
+
+
+MODEL = 'f30k_vse++_resnet'
+VOCAB_SIZE = 44
+EMBED = 32
+
+
+def write_release_archives(folder):
+    """runs.tar and vocab.tar as the authors serve them, holding one small resnet18 model
+    (embed size EMBED) and its vocabulary, both written as Python 2.7 wrote the releases.
+
+    Returns (runs.tar, vocab.tar, the Py27Release, the vocabulary's words).
+    """
+    from tests.archive_server import write_release_archive
+    from tests.py27_pickle import vocab_words, write_py27_release_checkpoint, write_py27_vocab
+    folder = Path(folder)
+    rel = write_py27_release_checkpoint(folder / 'model_best.pth.tar', 'resnet18', embed_size=EMBED,
+                                        word_dim=8, num_layers=1, vocab_size=VOCAB_SIZE, seed=31)
+    words = vocab_words(VOCAB_SIZE - 4)
+    write_py27_vocab(folder / 'f30k_vocab.pkl', words)
+    runs = write_release_archive(folder / 'runs.tar', {
+        'runs/%s/model_best.pth.tar' % MODEL: rel.path,
+        'runs/f30k_vse++_vggfull/model_best.pth.tar': b'\0' * 4096,
+    })
+    vocab = write_release_archive(folder / 'vocab.tar', {
+        'vocab/coco_vocab.pkl': b'\0' * 512,
+        'vocab/f30k_vocab.pkl': folder / 'f30k_vocab.pkl',
+    })
+    return runs, vocab, rel, words
+
+
+def expected_text(rel, words, captions):
+    """One caption at a time, VSE++'s way: nltk's word tokenizer on the lower-cased caption,
+    ids from the vocabulary's word list, then the GRU equations written out
+    (tests.vsepp_release.reference_text_embed)."""
+    import numpy as np
+    from nltk.tokenize import word_tokenize
+    from tests.vsepp_release import reference_text_embed
+    table = {w: i for i, w in enumerate(['<pad>', '<start>', '<end>', '<unk>'] + list(words))}
+    sd = {'embed.weight': rel.embed.weight.detach()}
+    sd.update({'rnn.' + k: v.detach() for k, v in rel.rnn.state_dict().items()})
+    out = []
+    for c in captions:
+        ids = [1] + [table.get(t, 3) for t in word_tokenize(c.lower(), preserve_line=True)] + [2]
+        out.append(reference_text_embed(sd, ids))
+    return np.stack(out)
+
+
+def manifest_version(repo) -> str:
+    """The package version, from manifest.yml (its one home)."""
+    text = (Path(repo) / 'manifest.yml').read_text(encoding='utf-8')
+    return re.search(r'^version:\s*["\']?([0-9][^"\'\s#]*)', text, re.M).group(1)
 
 
 def missing_tools():
@@ -92,6 +152,91 @@ def ensure_base_images(env=None):
     ensure_base_image(BUILDER_BASE, _BUILD_PKGS, env)
 
 
+def ensure_jina3_base_image(env=None):
+    ensure_base_image(JINA3_BASE, _JINA3_PKGS, env, suite='bookworm')
+
+
+def local_wheel_dirs():
+    """Folders of wheels that pip on this machine is configured to use (its find-links and
+    file:// indexes, as ``pip config list`` reports them); [] where there are none."""
+    r = subprocess.run([sys.executable, '-m', 'pip', 'config', 'list'], stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, universal_newlines=True)
+    dirs = []
+    for key, value in re.findall(r"^(\S+?)='(.*)'$", r.stdout, re.M):
+        if not key.endswith(('find-links', 'index-url')):
+            continue
+        for item in value.split():
+            path = item[len('file://'):] if item.startswith('file://') else item
+            if not path.startswith('/'):
+                continue  # a remote index: the build reaches the registry itself
+            # a file:// simple index keeps its files beside it (../files): take its parent
+            folder = Path(path).parent if Path(path).name == 'simple' else Path(path)
+            if folder.is_dir() and folder not in dirs:
+                dirs.append(folder)
+    return dirs
+
+
+class WheelMirror:
+    """This machine's local wheels served as a pip find-links page on 127.0.0.1.
+
+    A build step inside a container cannot see the host's wheel folders; with this page as
+    ``PIP_FIND_LINKS`` pip takes a release from here instead of downloading it again from
+    the registry (find-links candidates come first among equal ones), and the registry
+    still serves everything that is not here. The port is fixed when free, so the build
+    argument, and with it the build's layer cache, stays the same from run to run.
+    """
+
+    PORT = 38711
+
+    def __init__(self, folders):
+        self.files = {}
+        for folder in folders:
+            for path in sorted(Path(folder).rglob('*.whl')):
+                self.files.setdefault(path.name, path)
+        page = ''.join('<a href="/w/%s">%s</a><br>\n' % (html.escape(n), html.escape(n))
+                       for n in sorted(self.files)).encode()
+        files = self.files
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path in ('/', ''):
+                    body = b'<!DOCTYPE html><html><body>\n' + page + b'</body></html>\n'
+                    self.send_response(200)
+                    self.send_header('Content-Type', 'text/html')
+                    self.send_header('Content-Length', str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                path = files.get(self.path[len('/w/'):]) if self.path.startswith('/w/') else None
+                if path is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header('Content-Type', 'application/octet-stream')
+                self.send_header('Content-Length', str(path.stat().st_size))
+                self.end_headers()
+                with path.open('rb') as f:
+                    shutil.copyfileobj(f, self.wfile, 1 << 20)
+
+            def log_message(self, *args):
+                pass
+
+        try:
+            self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', self.PORT), Handler)
+        except OSError:  # taken: any port works, the layer cache is just not reused this time
+            self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.url = 'http://127.0.0.1:%d/' % self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 def image_ids_in_build_log(log):
     """IDs of the images (final and intermediate, cached or new) a podman build printed."""
     ids = set()
@@ -103,13 +248,22 @@ def image_ids_in_build_log(log):
     return ids
 
 
-def remove_dangling_images_except(keep, env=None):
+def remove_dangling_images_except(keep, env=None, build=None):
     """Remove untagged images except those in ``keep`` (IDs full or short, as builds print them).
 
     Time-based pruning would be wrong here: a fully cached build creates nothing new, and
-    pruning by age would then delete the very stages it was cached on.
+    pruning by age would then delete the very stages it was cached on. ``build`` names the
+    build ``keep`` comes from (one per Dockerfile): its IDs are recorded, and the recorded
+    IDs of the other builds are kept too, so that the jina 0.9.33 image's test and the jina 3
+    image's test do not delete each other's build cache.
     """
     env = env or podman_env()
+    keep = set(keep)
+    if build:
+        ROOT.mkdir(parents=True, exist_ok=True)
+        (ROOT / ('build-ids-%s.txt' % build)).write_text('\n'.join(sorted(keep)) + '\n')
+    for record in ROOT.glob('build-ids-*.txt'):
+        keep.update(record.read_text().split())
     listed = podman('images', '-a', '--filter', 'dangling=true', '--no-trunc', '--format', '{{.ID}}',
                     env=env, check=False).stdout.split()
     for image_id in listed:

@@ -17,16 +17,14 @@ import numpy as np
 import pytest
 
 from tests import containers as ctr
-from tests.archive_server import ArchiveServer, write_release_archive
+from tests.archive_server import ArchiveServer
 from tests.integration.fresh_process import run_in_fresh_process
 from tests.integration.test_pod_cli import _free_ports, _send_through_gateway
-from tests.py27_pickle import vocab_words, write_py27_release_checkpoint, write_py27_vocab
-from tests.vsepp_release import reference_embed, reference_text_embed
+from tests.vsepp_release import reference_embed
 
 REPO = Path(__file__).resolve().parent.parent.parent
 TAG = 'jinahub/pod.encoder.vseimageencoder:0.0.6-0.9.33'
-MODEL = 'f30k_vse++_resnet'
-VOCAB_SIZE = 44
+MODEL = ctr.MODEL
 # Longer than the container takes to import torch and load the model (about 10 s here).
 DOCKER_TIMEOUT_CTRL_MS = 60000
 CAPTIONS = ['a man riding a horse on the beach', 'two women playing with a ball',
@@ -40,20 +38,7 @@ pytestmark = pytest.mark.skipif(bool(ctr.missing_tools()) or os.geteuid() != 0,
 @pytest.fixture(scope='module')
 def release(tmp_path_factory):
     """runs.tar and vocab.tar as the authors serve them, holding one small resnet18 model."""
-    folder = tmp_path_factory.mktemp('release')
-    rel = write_py27_release_checkpoint(folder / 'model_best.pth.tar', 'resnet18', embed_size=32,
-                                        word_dim=8, num_layers=1, vocab_size=VOCAB_SIZE, seed=31)
-    words = vocab_words(VOCAB_SIZE - 4)
-    write_py27_vocab(folder / 'f30k_vocab.pkl', words)
-    runs = write_release_archive(folder / 'runs.tar', {
-        'runs/%s/model_best.pth.tar' % MODEL: rel.path,
-        'runs/f30k_vse++_vggfull/model_best.pth.tar': b'\0' * 4096,
-    })
-    vocab = write_release_archive(folder / 'vocab.tar', {
-        'vocab/coco_vocab.pkl': b'\0' * 512,
-        'vocab/f30k_vocab.pkl': folder / 'f30k_vocab.pkl',
-    })
-    return runs, vocab, rel, words
+    return ctr.write_release_archives(tmp_path_factory.mktemp('release'))
 
 
 def _expected_images(release, images):
@@ -62,18 +47,7 @@ def _expected_images(release, images):
 
 
 def _expected_text(release, captions):
-    """One caption at a time, VSE++'s way: nltk's word tokenizer on the lower-cased caption,
-    ids from the vocabulary's word list, then the GRU equations written out."""
-    from nltk.tokenize import word_tokenize
-    rel, words = release[2], release[3]
-    table = {w: i for i, w in enumerate(['<pad>', '<start>', '<end>', '<unk>'] + list(words))}
-    sd = {'embed.weight': rel.embed.weight.detach()}
-    sd.update({'rnn.' + k: v.detach() for k, v in rel.rnn.state_dict().items()})
-    out = []
-    for c in captions:
-        ids = [1] + [table.get(t, 3) for t in word_tokenize(c.lower(), preserve_line=True)] + [2]
-        out.append(reference_text_embed(sd, ids))
-    return np.stack(out)
+    return ctr.expected_text(release[2], release[3], captions)
 
 
 @pytest.fixture(scope='module')
@@ -103,7 +77,7 @@ def image(release):
     # A previous image of this tag and the build stages of earlier builds are dangling once
     # the sources change, several GB each: drop them. This build's own stages, cached or
     # new, stay as the next build's cache.
-    ctr.remove_dangling_images_except(ctr.image_ids_in_build_log(r.stdout), env=env)
+    ctr.remove_dangling_images_except(ctr.image_ids_in_build_log(r.stdout), env=env, build='jina09')
     size = ctr.podman('image', 'inspect', '--format', '{{.Size}}', TAG, env=env).stdout.strip()
     sys.stderr.write('\nbuilt %s: %.2f GB\n' % (TAG, int(size) / 1e9))
     return TAG, int(size)
@@ -201,7 +175,7 @@ def test_docker_run_text_yml_serves_captions(image, release):
     expected = _expected_text(release, CAPTIONS)
     assert sorted(got) == sorted(CAPTIONS)
     for c, e in zip(CAPTIONS, expected):
-        assert got[c].shape == (32,) and got[c].dtype == np.float32
+        assert got[c].shape == (ctr.EMBED,) and got[c].dtype == np.float32
         np.testing.assert_allclose(got[c], e, atol=2e-6)
 
 
