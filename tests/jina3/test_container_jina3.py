@@ -214,7 +214,7 @@ def test_deployment_docker_and_docker_run_text(image, release, tmp_path):
 # --------------------------------------------------------------------------- the child
 
 def _offline_jina3():
-    """jina 3 looks up this machine's public IP at Deployment start: not here.
+    """No public-IP lookups, telemetry or registry queries (vseimageencoder.jina3.local).
 
     And where the calling process itself runs in a Docker container (this test machine
     does: /.dockerenv), jina 3 takes a docker:// executor for docker-in-docker and has the
@@ -222,18 +222,13 @@ def _offline_jina3():
     Docker's own networks. Here podman starts the executor beside this process on the same
     host network, at 127.0.0.1, so jina is told it does not run in a container.
     """
-    import jina.helper
-    import jina.orchestrate.deployments
-    import jina.orchestrate.orchestrator as orchestrator
+    from vseimageencoder.jina3.local import keep_jina_local
+    keep_jina_local()
+    import jina.orchestrate.deployments  # noqa: F401 (imports what holds in_docker)
     import jina.serve.networking.utils as net_utils
-    jina.helper.get_public_ip = lambda *a, **k: None
-    orchestrator.get_public_ip = lambda *a, **k: None
-    jina.helper.get_internal_ip = lambda *a, **k: '127.0.0.1'
-    if hasattr(orchestrator, 'get_internal_ip'):
-        orchestrator.get_internal_ip = lambda *a, **k: '127.0.0.1'
     real_in_docker = net_utils.in_docker
     for module in list(sys.modules.values()):
-        if module is not None and module.__name__.startswith('jina') \
+        if getattr(module, '__name__', '').startswith('jina') \
                 and getattr(module, 'in_docker', None) is real_in_docker:
             module.in_docker = lambda: False
 
