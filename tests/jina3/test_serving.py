@@ -1,6 +1,7 @@
 """Real jina 3 serving on 127.0.0.1: Deployments with 2 replicas over gRPC and HTTP, Flows
-with both encoders (gRPC and HTTP, either order), the cross-modal example. Replicas and gateways are spawned (the plugin
-sets JINA_MP_START_METHOD=spawn), since this process has run torch."""
+with both encoders (gRPC and HTTP, either order), the cross-modal example. Replicas and
+gateways are spawned (the plugin sets JINA_MP_START_METHOD=spawn), since this process has
+run torch."""
 import io
 import json
 import subprocess
