@@ -11,6 +11,10 @@ import sys
 
 
 def disable_phone_home():
+    """Switch jina 0.9 offline where it is installed (the jina 3 run has none to switch)."""
+    from vseimageencoder import _jina09_installed
+    if not _jina09_installed():
+        return
     from vseimageencoder._jina09 import disable_phone_home as package_switch
     package_switch()
 

@@ -114,8 +114,18 @@ def test_fast_geometry_is_the_faithful_crop(size):
     must give the faithful crop to within rounding."""
     img = photo(*size, seed=sum(size))
     d = levels(pp.transform(img, resize='fast'), pp.transform(img, resize='exact'))
-    # Rounding may flip a level here and there; a crop one pixel off would move many.
-    assert d.max() <= 1.0 + 1e-3 and (d > 0.5).mean() < 0.01, (size, d.max(), (d > 0.5).mean())
+    # Rounding may flip a level here and there; a crop one pixel off would move many, by more
+    # than a level. Pillow >= 13 may resize vertically first when the height shrinks much more
+    # than the width (python-pillow/Pillow#9549), and each pass rounds to uint8: the crop-box
+    # resize and the full resize can then take different pass orders, and many values differ
+    # by exactly one level (17% seen for 225x300), all still within one level.
+    flips = 0.01 if _pillow_major() < 13 else 0.25
+    assert d.max() <= 1.0 + 1e-3 and (d > 0.5).mean() < flips, (size, d.max(), (d > 0.5).mean())
+
+
+def _pillow_major() -> int:
+    import PIL
+    return int(PIL.__version__.split('.')[0])
 
 
 def test_transform_batch_fast_matches_exact_within_a_level(photos):
