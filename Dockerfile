@@ -11,8 +11,8 @@
 #                    dependency builds from source); only the build stages use it
 #   BASE             the runtime image: the same Python, nothing else needed
 #   PYTHON           the interpreter's name in both images
-#   TORCH_INDEX_URL  where torch/torchvision come from; the default is PyTorch's CPU-only
-#                    index (PyPI's Linux wheels carry CUDA, several GB)
+#   TORCH_INDEX_URL  where torch/torchvision come from, besides PIP_INDEX_URL; the default is
+#                    PyTorch's CPU-only index (PyPI's Linux wheels carry CUDA, several GB)
 #   PIP_INDEX_URL    everything else
 #   PIP_CERT         a CA bundle in the base image, where TLS is intercepted by a local CA
 #   MODEL            the released model baked in (the original hub image used f30k_vse++_vggfull)
@@ -22,11 +22,10 @@
 ARG BUILDER_BASE=python:3.9
 ARG BASE=python:3.9-slim
 
-# Stage 1: the dependencies, in a venv that the final image copies whole. Nothing of this
-# package is in it, so a source change leaves this stage and its copy below cached.
-FROM ${BUILDER_BASE} AS deps
+# Stage 1: wheels of every dependency but torch, built where a compiler is (jina's lz4 has
+# no wheel). Nothing of this package is in it, so a source change leaves it cached.
+FROM ${BUILDER_BASE} AS wheels
 ARG PYTHON=python3
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG PIP_INDEX_URL=https://pypi.org/simple
 # Set PIP_CERT to a CA bundle inside the base image where TLS is intercepted by a local CA
 # (pip >= 20.x uses its own certifi store, not the system one).
@@ -37,28 +36,47 @@ ENV PATH=/opt/venv/bin:$PATH
 # Debian's venv brings pip 20 / setuptools 44, too old to build jina's lz4 from source.
 RUN pip install --index-url "${PIP_INDEX_URL}" --upgrade "pip<25" "setuptools<70" wheel
 COPY requirements.txt /tmp/requirements.txt
-# torch first, from its own index; then the rest (pytest is for the repository's tests only).
-# Headers and jina's web assets are dropped in the same step, so no layer keeps them.
-RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==2.8.0" "torchvision==0.23.0" \
- && grep -v '^pytest' /tmp/requirements.txt > /tmp/runtime-requirements.txt \
- && pip install --index-url "${PIP_INDEX_URL}" -r /tmp/runtime-requirements.txt \
- && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
- && rm -rf /opt/venv/lib/python3*/site-packages/torch/include \
-           /opt/venv/lib/python3*/site-packages/jina/resources/static
+# pytest is for the repository's tests only; torch comes from its own index in the final stage.
+RUN mkdir /wheels \
+ && grep -v -E '^(pytest|torch|torchvision)[ =<>!~;]' /tmp/requirements.txt > /wheels/runtime-requirements.txt \
+ && pip wheel --index-url "${PIP_INDEX_URL}" --wheel-dir /wheels -r /wheels/runtime-requirements.txt
 
 # Stage 2: this package as a wheel (pure Python, a few tens of kB).
-FROM deps AS package
+FROM wheels AS package
 WORKDIR /src
 COPY setup.py manifest.yml README.md ./
 COPY vseimageencoder ./vseimageencoder
-RUN pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
+RUN pip wheel --no-deps --no-build-isolation --wheel-dir /pkg .
 
+# The image: no compiler, no build stage's files. The venv is made here rather than copied
+# from a build stage, so the multi-GB torch layer is a RUN step that a rebuild finds in its
+# cache by its command, without hashing (or storing twice) gigabytes of copied files.
 FROM ${BASE}
-ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
-COPY --from=deps /opt/venv /opt/venv
-COPY --from=package /wheels /tmp/wheels
-RUN pip install --no-deps --no-index --no-compile --no-cache-dir --disable-pip-version-check /tmp/wheels/*.whl \
- && rm -rf /tmp/wheels
+ARG PYTHON=python3
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG PIP_INDEX_URL=https://pypi.org/simple
+ARG PIP_CERT
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+RUN ${PYTHON} -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+RUN pip install --index-url "${PIP_INDEX_URL}" --upgrade "pip<25" "setuptools<70" wheel
+COPY requirements.txt /tmp/requirements.txt
+# torch and torchvision as requirements.txt pins them, from TORCH_INDEX_URL (whose +cpu
+# builds pip prefers at the same version), their dependencies within requirements.txt's
+# bounds (numpy < 2). Headers go in the same step, so no layer keeps them.
+RUN grep -E '^(torch|torchvision)[ =<>!~;]' /tmp/requirements.txt > /tmp/torch.txt \
+ && pip install --index-url "${PIP_INDEX_URL}" --extra-index-url "${TORCH_INDEX_URL}" \
+        -r /tmp/torch.txt -c /tmp/requirements.txt \
+ && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
+ && rm -rf /opt/venv/lib/python3*/site-packages/torch/include /tmp/torch.txt /tmp/requirements.txt
+COPY --from=wheels /wheels /tmp/wheels
+# jina's web assets are dropped in the same step.
+RUN pip install --no-index --find-links /tmp/wheels -r /tmp/wheels/runtime-requirements.txt \
+ && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
+ && rm -rf /opt/venv/lib/python3*/site-packages/jina/resources/static /tmp/wheels
+COPY --from=package /pkg /tmp/pkg
+RUN pip install --no-deps --no-index --no-compile /tmp/pkg/*.whl \
+ && rm -rf /tmp/pkg
 WORKDIR /workspace
 COPY config.yml text.yml manifest.yml ./
 COPY vseimageencoder/_jina_plugin.py ./vseimageencoder/_jina_plugin.py

@@ -237,6 +237,22 @@ class WheelMirror:
         self.httpd.server_close()
 
 
+@contextlib.contextmanager
+def build_lock():
+    """Held while an image test builds and prunes: two test runs on one machine (the jina
+    0.9.33 suite and the jina 3 suite, or two people's) share this storage, and one run's
+    pruning of untagged images would otherwise delete the layers another run's build is
+    committing."""
+    import fcntl
+    ROOT.mkdir(parents=True, exist_ok=True)
+    with open(str(ROOT / 'build.lock'), 'w') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def image_ids_in_build_log(log):
     """IDs of the images (final and intermediate, cached or new) a podman build printed."""
     ids = set()

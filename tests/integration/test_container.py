@@ -53,6 +53,11 @@ def _expected_text(release, captions):
 @pytest.fixture(scope='module')
 def image(release):
     """Builds the image with the repository's one build command; returns (tag, size)."""
+    with ctr.build_lock():
+        return _build_image(release)
+
+
+def _build_image(release):
     env = ctr.podman_env()
     ctr.ensure_base_images(env)
     runs, vocab = release[0], release[1]
