@@ -64,6 +64,18 @@ def test_image_executor_equals_core_and_reference(release, pixels, image_executo
         np.testing.assert_allclose(core.encode(p[None].transpose(0, 3, 1, 2))[0], e, atol=1e-5)
 
 
+def test_resize_exact_is_the_faithful_transform(release, pixels, tmp_path):
+    exact = VSEImageEncoder(model_path=str(release.folder), batch_size=4, resize='exact')
+    f = tmp_path / 'x.png'
+    f.write_bytes(png_bytes(pixels[0]))
+    docs = DocList[ImageDoc]([ImageDoc(tensor=p) for p in pixels] + [ImageDoc(url=str(f))])
+    emb = np.stack([d.embedding for d in exact.encode(docs=docs, parameters={})])
+    x = np.stack([transform(p, resize='exact') for p in pixels] + [transform(pixels[0], resize='exact')])
+    np.testing.assert_allclose(emb, reference_embed(release.backbone, release.fc, x), atol=2e-5)
+    with pytest.raises(ValueError, match="'bilinear'"):
+        VSEImageEncoder(model_path=str(release.folder), resize='bilinear')
+
+
 def test_every_input_form_gives_the_same_embedding(release, pixels, image_executor, tmp_path):
     p = pixels[1]
     f = tmp_path / 'x.png'

@@ -18,7 +18,7 @@ from docarray import DocList
 from jina import Executor, requests
 
 from ..encoders import DEFAULT_SEARCH_DIRS, ImageEncoder, check_precision
-from ..preprocess import ImageReadError, read_image, to_rgb, transform
+from ..preprocess import DEFAULT_RESIZE, ImageReadError, check_resize, to_rgb, transform
 from .docs import ImageDoc, TextDoc, has_caption, has_image
 
 #: Both endpoints every encoder serves ('/default' is what jina calls the default endpoint).
@@ -56,17 +56,20 @@ class VSEImageEncoder(Executor):
     :param device: torch device, e.g. ``cpu`` or ``cuda:0``.
     :param url_timeout: seconds allowed for fetching one ``http(s)`` image URL.
     :param max_url_bytes: the largest image an ``http(s)`` URL may deliver.
+    :param resize: how images get the VSE++ transform: ``'fast'`` (reduced JPEG decode of
+        files, only the crop box resized) or ``'exact'`` (the faithful full decode and resize).
     """
 
     def __init__(self, model_path: str = 'pretrained', precision: str = 'fp32',
                  batch_size: int = 32, device: str = 'cpu', url_timeout: float = 10.0,
-                 max_url_bytes: int = 64 << 20, **kwargs):
+                 max_url_bytes: int = 64 << 20, resize: str = DEFAULT_RESIZE, **kwargs):
         super().__init__(**kwargs)
+        self.resize = check_resize(resize)
         self.batch_size = _check_batch_size(batch_size, 'batch_size')
         self.url_timeout = float(url_timeout)
         self.max_url_bytes = int(max_url_bytes)
         self.core = ImageEncoder(model_path, channel_axis=1, precision=check_precision(precision),
-                                 device=device, search_dirs=DEFAULT_SEARCH_DIRS)
+                                 device=device, search_dirs=DEFAULT_SEARCH_DIRS, resize=self.resize)
         self.logger.info(self.core.describe())
 
     @property
@@ -132,7 +135,7 @@ class VSEImageEncoder(Executor):
                     raise ValueError('%s: integer tensor of shape %s holds values from %d to %d; '
                                      'pixels are 0..255' % (_name(i, doc), arr.shape, lo, hi))
                 arr = arr.astype(np.uint8)
-            return transform(arr)
+            return transform(arr, resize=self.resize)
         if arr.dtype.kind == 'f' and arr.ndim == 3 and arr.shape[0] == 3:
             if not np.isfinite(arr).all():
                 raise ValueError('%s: tensor of shape %s holds NaN or infinite values'
@@ -152,23 +155,23 @@ class VSEImageEncoder(Executor):
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
             raise ValueError('%s: blob of %d bytes is not a readable image: %s'
                              % (_name(i, doc), len(doc.blob), e)) from None
-        return transform(rgb)
+        return transform(rgb, resize=self.resize)
 
     def _from_url(self, i: int, doc: ImageDoc) -> np.ndarray:
         url = doc.url
         scheme = urllib.parse.urlsplit(url).scheme.lower()
         try:
             if scheme in ('http', 'https'):
-                return transform(self._fetch(url))
+                return transform(self._fetch(url), resize=self.resize)
             if scheme == 'data':
-                return transform(self._decode(self._data_url_bytes(url)))
+                return transform(self._decode(self._data_url_bytes(url)), resize=self.resize)
             if scheme == 'file':
                 path = urllib.request.url2pathname(urllib.parse.urlsplit(url).path)
             elif scheme and len(scheme) > 1:  # one letter: a Windows drive, not a scheme
                 raise ValueError('unsupported URL scheme %r (http, https, file, data or a path)' % scheme)
             else:
                 path = url
-            return transform(read_image(path))
+            return transform(path, resize=self.resize)  # a file: the reduced JPEG decode applies
         except ImageReadError as e:
             raise ValueError('%s: %s' % (_name(i, doc), e)) from None
         except (OSError, ValueError) as e:
