@@ -1,6 +1,8 @@
 """The jina 3 pod image (Dockerfile.jina3), built with `scripts/build-image.sh --jina3` and
 run as jina 3 runs images: `Deployment(uses='docker://TAG')` through podman's Docker API
-socket, and `docker run TAG --uses text.yml --port P` reached by a jina 3 Client.
+socket (the image tower by the image's entrypoint, the text tower with
+`entrypoint='jina executor --uses text.yml'`), and `docker run TAG --uses text.yml --port P`
+reached by a jina 3 Client.
 
 Runs in .venv-jina3 (jina 3.34). The base image is Debian 12's Python 3.11 made with
 debootstrap; the weights and vocabulary archives are served from 127.0.0.1 and fetched by
@@ -100,6 +102,11 @@ def release(tmp_path_factory):
 @pytest.fixture(scope='module')
 def image(release):
     """Builds the image with the repository's one build command; returns (tag, size)."""
+    with ctr.build_lock():
+        return _build_image(release)
+
+
+def _build_image(release):
     from tests.archive_server import ArchiveServer
     env = ctr.podman_env()
     ctr.ensure_jina3_base_image(env)
@@ -162,8 +169,9 @@ def test_image_contents(image):
 
 
 def test_deployment_docker_and_docker_run_text(image, release, tmp_path):
-    """The image tower through Deployment(uses='docker://TAG'), and at the same time the
-    text tower as `docker run TAG --uses text.yml --port P`, both answered over gRPC."""
+    """At the same time: the image tower through Deployment(uses='docker://TAG'), the text
+    tower through Deployment(uses='docker://TAG', entrypoint='jina executor --uses text.yml')
+    and as `docker run TAG --uses text.yml --port P`; all answered over gRPC."""
     from tests.vsepp_release import reference_embed
     tag, _ = image
     env = ctr.podman_env()
@@ -207,8 +215,9 @@ def test_deployment_docker_and_docker_run_text(image, release, tmp_path):
     assert got['images'].shape == (3, ctr.EMBED) and got['images'].dtype == np.float32
     np.testing.assert_allclose(got['images'], expected, atol=2e-5)
     expected = ctr.expected_text(rel, release[3], CAPTIONS)
-    assert got['texts'].shape == (len(CAPTIONS), ctr.EMBED) and got['texts'].dtype == np.float32
-    np.testing.assert_allclose(got['texts'], expected, atol=2e-6)
+    for key in ('texts', 'deployment_texts'):  # docker run --uses text.yml; entrypoint=...
+        assert got[key].shape == (len(CAPTIONS), ctr.EMBED) and got[key].dtype == np.float32
+        np.testing.assert_allclose(got[key], expected, atol=2e-6)
 
 
 # --------------------------------------------------------------------------- the child
@@ -259,23 +268,29 @@ def _child(call_file):
     from vseimageencoder.jina3 import ImageDoc, TextDoc
 
     images = np.load(call['images'])
+    captions = DocList[TextDoc]([TextDoc(text=c) for c in call['captions']])
+    kw = dict(env=call['container_env'], volumes=call['volumes'], timeout_ready=300000)
     start = time.perf_counter()
-    dep = Deployment(uses='docker://' + call['tag'], env=call['container_env'],
-                     volumes=call['volumes'], timeout_ready=300000)
-    with dep:
+    # The image's default entrypoint (config.yml: the image tower), and the same image with
+    # the entrypoint naming text.yml, the way a jina 3 user picks the text tower.
+    with Deployment(uses='docker://' + call['tag'], **kw) as dep, \
+            Deployment(uses='docker://' + call['tag'], entrypoint='jina executor --uses text.yml',
+                       **kw) as text_dep:
         ready_s = time.perf_counter() - start
         docs = dep.post('/encode', inputs=DocList[ImageDoc]([ImageDoc(tensor=x) for x in images]),
                         return_type=DocList[ImageDoc], request_size=2)
         got_images = np.stack([np.asarray(d.embedding) for d in docs])
+        dep_texts = text_dep.post('/encode', inputs=captions, return_type=DocList[TextDoc], request_size=2)
         _wait_ready(call['text_port'], 240)
         text_ready_s = time.perf_counter() - start
         client = Client(host='127.0.0.1', port=call['text_port'], protocol='grpc')
-        texts = client.post('/encode', inputs=DocList[TextDoc]([TextDoc(text=c) for c in call['captions']]),
-                            return_type=DocList[TextDoc], request_size=2)
+        texts = client.post('/encode', inputs=captions, return_type=DocList[TextDoc], request_size=2)
         got_texts = np.stack([np.asarray(d.embedding) for d in texts])
+        got_dep_texts = np.stack([np.asarray(d.embedding) for d in dep_texts])
     assert [d.text for d in texts] == call['captions'], 'order or text changed on the way'
-    np.savez(call['out'], images=got_images, texts=got_texts)
-    print(json.dumps({'deployment_ready_s': round(ready_s, 1), 'text_container_ready_s': round(text_ready_s, 1)}))
+    assert [d.text for d in dep_texts] == call['captions'], 'order or text changed on the way'
+    np.savez(call['out'], images=got_images, texts=got_texts, deployment_texts=got_dep_texts)
+    print(json.dumps({'deployments_ready_s': round(ready_s, 1), 'text_container_ready_s': round(text_ready_s, 1)}))
 
 
 if __name__ == '__main__':
