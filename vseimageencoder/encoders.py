@@ -63,7 +63,7 @@ class ImageEncoder:
         return self.options.embed_size
 
     def describe(self) -> str:
-        return 'VSE++ image tower on %s: %s, %s, %d-d embeddings, from %s' % (
+        return 'VSE++ image tower ready on %s: %s, %s, %d-d embeddings, from %s' % (
             self.device, self.options.cnn_type or 'precomputed features', self.precision,
             self.embed_size, self.checkpoint_path)
 
@@ -168,7 +168,7 @@ class TextEncoder:
         return self.options.embed_size
 
     def describe(self) -> str:
-        return ('VSE++ text tower on %s: %d-word vocabulary %s, %d GRU layer(s), %s, %d-d '
+        return ('VSE++ text tower ready on %s: %d-word vocabulary %s, %d GRU layer(s), %s, %d-d '
                 'embeddings, from %s' % (self.device, len(self.vocab), self.vocab_path,
                                          self.options.num_layers, self.precision, self.embed_size,
                                          self.checkpoint_path))
