@@ -13,6 +13,8 @@ import signal
 import tempfile
 import traceback
 
+from tests.processes import descendants
+
 
 def _child(q, call_file):
     try:
@@ -31,32 +33,10 @@ def _child(q, call_file):
         q.put((False, traceback.format_exc()))
 
 
-def _descendants(pid):
-    """Every live process below ``pid`` (from /proc; Linux only, as jina 0.9.33 is)."""
-    children = {}
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open('/proc/%s/stat' % entry) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # the command name (field 2) may hold spaces; the parent pid follows its ')'
-        ppid = int(stat.rsplit(')', 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def _kill_tree(p):
     # jina forks its peas (gateway, pods) from the child; killing only the child would leave
     # them running, holding ports and the caller's output pipes.
-    for pid in [p.pid] + _descendants(p.pid):
+    for pid in [p.pid] + descendants(p.pid):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:

@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from tests.integration.fresh_process import run_in_fresh_process
+from tests.processes import stop_process_group
 from tests.vsepp_release import reference_embed
 
 
@@ -21,20 +22,6 @@ def _free_ports(n):
     for s in socks:
         s.close()
     return ports
-
-
-def stop_process_group(proc, grace=20):
-    """Stop a `jina pod` process as Ctrl-C does, then make sure its forked peas are gone too."""
-    try:
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(grace)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(10)
 
 
 def _send_through_gateway(port_in, port_out, port_expose, images):

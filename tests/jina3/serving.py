@@ -12,27 +12,8 @@ import socket
 import subprocess
 import time
 from contextlib import contextmanager
-from typing import List
 
-
-def descendants(pid: int) -> List[int]:
-    """Live processes below ``pid`` (from /proc)."""
-    children = {}
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open('/proc/%s/stat' % entry) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        children.setdefault(int(stat.rsplit(')', 1)[1].split()[1]), []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
+from tests.processes import descendants, stop_process_group  # noqa: F401  (re-exported for the tests)
 
 
 def _kill(pids) -> None:
@@ -97,17 +78,3 @@ def wait_grpc_ready(port: int, timeout: float, proc: subprocess.Popen = None) ->
             pass
         time.sleep(0.2)
     raise TimeoutError('nothing served gRPC health on 127.0.0.1:%d within %.0f s' % (port, timeout))
-
-
-def stop_process_group(proc: subprocess.Popen, grace: float = 20) -> None:
-    """Ctrl-C to the process group (as a terminal would), then SIGKILL what is left."""
-    try:
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(grace)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(10)

@@ -39,7 +39,7 @@ def test_jina_executor_process(release, pixels, tmp_path):
         stop_process_group(proc)
         log.close()
     np.testing.assert_allclose(np.stack([d.embedding for d in out]), expected_images(release, pixels), atol=2e-5)
-    assert 'VSE++ image tower on cpu' in (tmp_path / 'executor.log').read_text()
+    assert 'VSE++ image tower ready on cpu' in (tmp_path / 'executor.log').read_text()
 
 
 def _container_args(container):
