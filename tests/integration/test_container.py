@@ -124,34 +124,10 @@ def test_image_contents(image):
                    for l in out.splitlines())  # no archive kept
 
 
-def _send_text_through_gateway(port_in, port_out, port_expose, captions):
-    """Runs in a fresh process: a gateway wired to the text pod's ports, and a client."""
-    from jina import Document
-    from jina.clients import Client
-    from jina.helper import ArgNamespace
-    from jina.parsers import set_client_cli_parser, set_gateway_parser
-    from jina.peapods import Pea
-
-    gw = set_gateway_parser().parse_args([
-        '--port-expose', str(port_expose),
-        '--host-out', '127.0.0.1', '--port-out', str(port_in),
-        '--host-in', '127.0.0.1', '--port-in', str(port_out)])
-    got = {}
-
-    def on_done(resp):
-        for d in resp.docs:
-            got[d.text] = d.embedding.copy()
-
-    with Pea(gw):
-        client = Client(ArgNamespace.kwargs2namespace(
-            dict(host='localhost', port_expose=port_expose), set_client_cli_parser()))
-        client.search([Document(text=c) for c in captions], on_done=on_done, request_size=3)
-    return got
-
-
-def _run_pod(tag, send, payload, *pod_args):
-    """``docker run IMAGE *pod_args --port-in P --port-out Q`` (host network), then ``send``
-    through a gateway on the host; returns what ``send`` returned."""
+def _run_pod(tag, payload, kind, *pod_args):
+    """``docker run IMAGE *pod_args --port-in P --port-out Q`` (host network), then send
+    ``payload`` (``kind`` 'blob' images or 'text' captions) through a gateway on the host;
+    returns the embeddings that came back."""
     env = ctr.podman_env()
     port_in, port_out, port_ctrl, port_expose = _free_ports(4)
     name = 'vse-test-%d' % port_in
@@ -161,13 +137,14 @@ def _run_pod(tag, send, payload, *pod_args):
                env=env)
     try:
         _wait_for_log(name, 'ready and listening', env)
-        return run_in_fresh_process(send, port_in, port_out, port_expose, payload, timeout=180)
+        return run_in_fresh_process(_send_through_gateway, port_in, port_out, port_expose, payload,
+                                    kind, 3 if kind == 'text' else 2, timeout=180)
     finally:
         ctr.podman('rm', '-f', '-t', '0', name, env=env, check=False)
 
 
 def test_docker_run_style_with_gateway(image, release):
-    got = _run_pod(image[0], _send_through_gateway, _images())
+    got = _run_pod(image[0], _images(), 'blob')
     expected = _expected_images(release, _images())
     assert sorted(got) == ['%016x' % (i + 1) for i in range(4)]
     for i in range(4):
@@ -176,7 +153,7 @@ def test_docker_run_style_with_gateway(image, release):
 
 def test_docker_run_text_yml_serves_captions(image, release):
     """The same image serves the text tower: ``docker run IMAGE --uses text.yml ...``."""
-    got = _run_pod(image[0], _send_text_through_gateway, CAPTIONS, '--uses', 'text.yml')
+    got = _run_pod(image[0], CAPTIONS, 'text', '--uses', 'text.yml')
     expected = _expected_text(release, CAPTIONS)
     assert sorted(got) == sorted(CAPTIONS)
     for c, e in zip(CAPTIONS, expected):

@@ -24,8 +24,10 @@ def _free_ports(n):
     return ports
 
 
-def _send_through_gateway(port_in, port_out, port_expose, images):
-    """Runs in a fresh process: a gateway wired to the pod's ports, and a client."""
+def _send_through_gateway(port_in, port_out, port_expose, items, kind='blob', request_size=2):
+    """Runs in a fresh process: a gateway wired to the pod's ports, and a client sending
+    ``items`` as image blobs (results keyed by document id, ``%016x`` of 1, 2, ...) or, with
+    ``kind='text'``, as captions (keyed by caption)."""
     from jina import Document
     from jina.clients import Client
     from jina.helper import ArgNamespace
@@ -40,13 +42,16 @@ def _send_through_gateway(port_in, port_out, port_expose, images):
 
     def on_done(resp):
         for d in resp.docs:
-            got[d.id] = d.embedding.copy()
+            got[d.text if kind == 'text' else d.id] = d.embedding.copy()
 
-    docs = [Document(id='%016x' % (i + 1), blob=img) for i, img in enumerate(images)]
+    if kind == 'text':
+        docs = [Document(text=c) for c in items]
+    else:
+        docs = [Document(id='%016x' % (i + 1), blob=img) for i, img in enumerate(items)]
     with Pea(gw):
         client = Client(ArgNamespace.kwargs2namespace(
             dict(host='localhost', port_expose=port_expose), set_client_cli_parser()))
-        client.search(docs, on_done=on_done, request_size=2)
+        client.search(docs, on_done=on_done, request_size=request_size)
     return got
 
 
