@@ -132,8 +132,10 @@ def test_memory_bounded_by_batch_size(tmp_path, small_release):
         assert r.returncode == 0, r.stderr
         assert np.load(str(tmp_path / ('e%d.npy' % n)), mmap_mode='r').shape == (n, 1024)
         peaks.append(int(r.stderr.rsplit('MAXRSS_KB', 1)[1].split()[0]))
-    # Holding 360 more transformed images (600 KB each) would add over 200 MB.
-    assert peaks[1] - peaks[0] < 40 * 1024, peaks
+    # Holding 360 more transformed images (600 KB each) would add over 200 MB. The reader
+    # threads' malloc arenas make the peak of either run vary by some tens of MB (58 MB
+    # apart seen once on a clean clone), so the bound sits between that and 200 MB.
+    assert peaks[1] - peaks[0] < 120 * 1024, peaks
 
 
 def test_encoder_uint8_path(small_release, image_set):
