@@ -21,9 +21,10 @@ EXIT_OK, EXIT_SKIPPED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _names_path(out: Path) -> Path:
-    """The list of source files written beside ``out``: ``emb.npy`` -> ``emb.files.txt``."""
-    stem = out.name[:-4] if out.name.endswith('.npy') else out.name
-    return out.with_name(stem + '.files.txt')
+    """The list of source files written beside ``out``: ``emb.npy`` -> ``emb.files.txt``
+    (where ``search`` looks for it)."""
+    from .search import files_path
+    return files_path(out)
 
 
 def _npy_header(rows: int, cols: int, size: int = 128) -> bytes:
