@@ -73,19 +73,17 @@ def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int 
     """Embed image files into ``out`` (float32 .npy, one row per readable image, in order)
     and ``<out stem>.files.txt`` (the file of each row). Returns the number skipped.
 
-    Loads the tower from ``model_path``, then :func:`write_embeddings`.
+    Loads the tower from ``model_path`` (as :class:`~vseimageencoder.encoders.ImageEncoder`
+    does for every front end), then :func:`write_embeddings`.
     """
-    from .checkpoint import PACKAGE_PARENT_HINT, load_tower, resolve_checkpoint_path
-    from .inference import InferenceTower
+    from .encoders import ImageEncoder
 
-    resize, readers = _reading_options(resize, readers)
-    ckpt = resolve_checkpoint_path(model_path, [PACKAGE_PARENT_HINT])
-    tower, opts = load_tower(ckpt)
-    if opts.precomputed:
+    resize, readers = _reading_options(resize, readers)  # bad values fail before the load
+    core = ImageEncoder(model_path, precision=precision, device=device, resize=resize)
+    if core.options.precomputed:
         raise ValueError('%s is a precomputed-feature model (%s); encoding image files needs a '
-                         'model with a CNN backbone' % (ckpt, opts.data_name))
-    model = InferenceTower(tower, precision, device)
-    return write_embeddings(model, opts.embed_size, paths, out, batch_size, progress, resize, readers)
+                         'model with a CNN backbone' % (core.checkpoint_path, core.options.data_name))
+    return write_embeddings(core.model, core.embed_size, paths, out, batch_size, progress, resize, readers)
 
 
 def _reading_options(resize: Optional[str], readers: Optional[int]):
