@@ -43,6 +43,14 @@ class _VSEExecutor(BaseTorchEncoder):
             _metas = {**get_default_metas(), **_metas}
         super()._post_init_wrapper(_metas, _requests, fill_in_metas)
 
+    def _use(self, core) -> None:
+        """Serve with ``core`` (an ``ImageEncoder`` or ``TextEncoder``, already on the device)."""
+        self.core = core
+        self.checkpoint_path = core.checkpoint_path
+        self.options = core.options
+        self.model = core.model
+        self.logger.info(core.describe())
+
     @property
     def embed_size(self) -> int:
         """Width of the embeddings :meth:`encode` returns."""
@@ -92,12 +100,8 @@ class VSEImageEncoder(_VSEExecutor):
         from .encoders import DEFAULT_SEARCH_DIRS, ImageEncoder
 
         # Moves itself to self.device once, so jina's to_device is not needed.
-        self.core = ImageEncoder(self.model_path, self.channel_axis, self.precision, self.device,
-                                 search_dirs=DEFAULT_SEARCH_DIRS, resize=self.resize)
-        self.checkpoint_path = self.core.checkpoint_path
-        self.options = self.core.options
-        self.model = self.core.model
-        self.logger.info(self.core.describe())
+        self._use(ImageEncoder(self.model_path, self.channel_axis, self.precision, self.device,
+                               search_dirs=DEFAULT_SEARCH_DIRS, resize=self.resize))
 
     def encode(self, data: 'np.ndarray', *args, **kwargs) -> 'np.ndarray':
         """Embed a batch of images.
@@ -142,12 +146,8 @@ class VSETextEncoder(_VSEExecutor):
         super().post_init()
         from .encoders import DEFAULT_SEARCH_DIRS, TextEncoder
 
-        self.core = TextEncoder(self.model_path, self.vocab_path, self.precision, self.device,
-                                search_dirs=DEFAULT_SEARCH_DIRS)
-        self.checkpoint_path = self.core.checkpoint_path
-        self.options = self.core.options
-        self.model = self.core.model
-        self.logger.info(self.core.describe())
+        self._use(TextEncoder(self.model_path, self.vocab_path, self.precision, self.device,
+                              search_dirs=DEFAULT_SEARCH_DIRS))
 
     def encode(self, data, *args, **kwargs) -> 'np.ndarray':
         """Embed a batch of captions.
