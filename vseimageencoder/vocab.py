@@ -175,12 +175,21 @@ class _VocabularyUnpickler(pickle.Unpickler):
 def read_vocabulary(path: PathLike) -> Vocabulary:
     """Unpickle a VSE++ vocabulary file safely and check it.
 
-    Raises :class:`UnsafeVocabularyError` when the pickle names anything but the
-    ``Vocabulary`` class (under ``__main__`` or ``vocab``) and plain containers, before any
-    of it runs; :class:`NotAVocabularyError` when the file is not a vocabulary pickle or its
-    contents are inconsistent; both name the file.
+    When a download record (``<file>.json``, written by ``vseimageencoder download``) lies
+    beside the file, its size and sha256 are checked first (:class:`VocabularyError` when
+    they differ). Raises :class:`UnsafeVocabularyError` when the pickle names anything but
+    the ``Vocabulary`` class (under ``__main__`` or ``vocab``) and plain containers, before
+    any of it runs; :class:`NotAVocabularyError` when the file is not a vocabulary pickle or
+    its contents are inconsistent; all name the file.
     """
+    from .weights import WeightsError, verify_record
+
     path = Path(path)
+    if path.is_file():
+        try:
+            verify_record(path)
+        except WeightsError as e:
+            raise VocabularyError(str(e)) from None
     try:
         data = path.read_bytes()
     except FileNotFoundError:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.py27_pickle import (vocab_words, write_hostile_py27_vocab, write_py27_release_checkpoint,
                                write_py27_vocab)
-from tests.vsepp_release import reference_text_embed, write_release_checkpoint
+from tests.vsepp_release import reference_text_embed, reference_word_ids, write_release_checkpoint
 from vseimageencoder.checkpoint import NotVSECheckpointError
 from vseimageencoder.encoders import TextEncoder
 from vseimageencoder.vocab import (NotAVocabularyError, UnsafeVocabularyError, VocabularyNotFoundError,
@@ -39,20 +39,6 @@ def _release(folder: Path, num_layers=1, use_abs=False, module='__main__', seed=
     return rel, words
 
 
-def _text_sd(rel):
-    sd = {'embed.weight': rel.embed.weight.detach()}
-    sd.update({'rnn.' + k: v.detach() for k, v in rel.rnn.state_dict().items()})
-    return sd
-
-
-def _reference_ids(caption, words):
-    """Word ids computed without the package: nltk's Treebank tokenizer on the lower-cased
-    caption, ids by position in the vocabulary as built (specials first)."""
-    from nltk.tokenize import word_tokenize
-    table = {w: i for i, w in enumerate(['<pad>', '<start>', '<end>', '<unk>'] + list(words))}
-    return [1] + [table.get(t, 3) for t in word_tokenize(caption.lower(), preserve_line=True)] + [2]
-
-
 @pytest.fixture(scope='module')
 def release_1layer(tmp_path_factory):
     folder = tmp_path_factory.mktemp('text1')
@@ -76,9 +62,9 @@ def test_parity_with_stepwise_gru(tmp_path, num_layers, use_abs, module):
     if use_abs:
         assert (out >= 0).all()
     for caption, row in zip(CAPTIONS, out):
-        ids = _reference_ids(caption, words)
+        ids = reference_word_ids(caption, words)
         assert enc.word_ids(caption) == ids
-        np.testing.assert_allclose(row, reference_text_embed(_text_sd(rel), ids, use_abs), atol=2e-6)
+        np.testing.assert_allclose(row, reference_text_embed(rel.text_sd, ids, use_abs), atol=2e-6)
 
 
 def test_same_row_alone_or_in_any_batch(encoder):
@@ -166,6 +152,19 @@ def test_hostile_vocabulary_refused_without_running(tmp_path, release_1layer, ki
     with pytest.raises(UnsafeVocabularyError, match=str(bad)):
         TextEncoder(str(release_1layer[0]), vocab_path=str(bad))
     assert not marker.exists()
+
+
+def test_vocabulary_differing_from_its_download_record(tmp_path, release_1layer):
+    import json
+    from vseimageencoder.vocab import VocabularyError
+    from vseimageencoder.weights import record_path, sha256_of
+    vocab = write_py27_vocab(tmp_path / 'f30k_vocab.pkl', vocab_words(VOCAB_SIZE - 4))
+    record_path(vocab).write_text(json.dumps({'vocab': 'f30k', 'size': vocab.stat().st_size,
+                                              'sha256': sha256_of(vocab)}))
+    assert len(TextEncoder(str(release_1layer[0]), vocab_path=str(vocab)).vocab) == VOCAB_SIZE
+    write_py27_vocab(vocab, vocab_words(VOCAB_SIZE - 4)[::-1])  # same size, other order
+    with pytest.raises(VocabularyError, match='does not match its download record'):
+        TextEncoder(str(release_1layer[0]), vocab_path=str(vocab))
 
 
 def test_vocabulary_size_mismatch(tmp_path, release_1layer):
