@@ -112,7 +112,12 @@ IMAGE_SUFFIXES = frozenset({'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.t
 
 
 class ImageReadError(ValueError):
-    """An image file could not be decoded; the message names the file."""
+    """An image file could not be decoded; the message names the file, ``reason`` says why
+    without it (for callers that name the source their own way, e.g. bytes in memory)."""
+
+    def __init__(self, message: str, reason: str = ''):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 def to_rgb(img):
@@ -170,7 +175,7 @@ def _read(path, min_short):
             decoded = img.size
             out = to_rgb(img)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ImageReadError('cannot read image %s: %s' % (path, e)) from None
+        raise ImageReadError('cannot read image %s: %s' % (path, e), str(e)) from None
     turned = out.size != decoded  # EXIF orientation swapped the axes
     full = (stored[1], stored[0]) if turned else stored
     # A scaled decode rounds odd sizes up: its last row / column covers less than ``scale``
@@ -205,10 +210,15 @@ def crop_geometry(width: int, height: int):
         new_w, new_h = RESIZE, int(RESIZE * height / width)
     else:
         new_w, new_h = int(RESIZE * width / height), RESIZE
-    # torchvision's centre crop: offsets rounded (half to even, as Python's round).
-    top, left = int(round((new_h - CROP) / 2.0)), int(round((new_w - CROP) / 2.0))
+    left, top = _crop_offset(new_w, new_h)
     sx, sy = width / new_w, height / new_h
     return (new_w, new_h), (left * sx, top * sy, (left + CROP) * sx, (top + CROP) * sy)
+
+
+def _crop_offset(resized_w: int, resized_h: int):
+    """``(left, top)`` of the centre 224 crop in an image resized to ``resized_w`` x
+    ``resized_h``: torchvision's offsets, rounded half to even as Python's round."""
+    return int(round((resized_w - CROP) / 2.0)), int(round((resized_h - CROP) / 2.0))
 
 
 def _fast_resize_crop(img, scale: float = 1.0, full_size=None, offset=(0.0, 0.0)):
@@ -333,7 +343,7 @@ def transform_batch(pixels: np.ndarray, channel_axis: int = 1, resize: str = DEF
 
         h, w = batch.shape[2:]
         (new_w, new_h), _ = crop_geometry(w, h)
-        top, left = int(round((new_h - CROP) / 2.0)), int(round((new_w - CROP) / 2.0))
+        left, top = _crop_offset(new_w, new_h)
         # Channels-last is the layout torch's uint8 antialiasing kernel is fast in; an
         # (B, H, W, 3) input already is, so this copies nothing then.
         with warnings.catch_warnings():  # read-only input is fine: it is only read

@@ -18,7 +18,7 @@ from docarray import DocList
 from jina import Executor, requests
 
 from ..encoders import DEFAULT_SEARCH_DIRS, ImageEncoder, check_precision
-from ..preprocess import DEFAULT_RESIZE, ImageReadError, check_resize, to_rgb, transform
+from ..preprocess import DEFAULT_RESIZE, ImageReadError, check_resize, transform
 from .docs import ImageDoc, TextDoc, has_caption, has_image
 
 #: Both endpoints every encoder serves ('/default' is what jina calls the default endpoint).
@@ -146,25 +146,25 @@ class VSEImageEncoder(Executor):
                          % (_name(i, doc), arr.shape, arr.dtype))
 
     def _from_blob(self, i: int, doc: ImageDoc) -> np.ndarray:
-        from PIL import Image, UnidentifiedImageError
-
         try:
-            with Image.open(io.BytesIO(doc.blob)) as img:
-                img.load()
-                rgb = to_rgb(img)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            return self._transform_bytes(doc.blob)
+        except ImageReadError as e:
             raise ValueError('%s: blob of %d bytes is not a readable image: %s'
-                             % (_name(i, doc), len(doc.blob), e)) from None
-        return transform(rgb, resize=self.resize)
+                             % (_name(i, doc), len(doc.blob), e.reason)) from None
+
+    def _transform_bytes(self, data: bytes) -> np.ndarray:
+        """An image file's bytes, transformed as a file on disk would be (so under
+        ``resize='fast'`` a JPEG gets the reduced decode); ImageReadError if unreadable."""
+        return transform(io.BytesIO(data), resize=self.resize)
 
     def _from_url(self, i: int, doc: ImageDoc) -> np.ndarray:
         url = doc.url
         scheme = urllib.parse.urlsplit(url).scheme.lower()
         try:
             if scheme in ('http', 'https'):
-                return transform(self._fetch(url), resize=self.resize)
+                return self._bytes_of_url(self._fetch(url))
             if scheme == 'data':
-                return transform(self._decode(self._data_url_bytes(url)), resize=self.resize)
+                return self._bytes_of_url(self._data_url_bytes(url))
             if scheme == 'file':
                 path = urllib.request.url2pathname(urllib.parse.urlsplit(url).path)
             elif scheme and len(scheme) > 1:  # one letter: a Windows drive, not a scheme
@@ -198,18 +198,13 @@ class VSEImageEncoder(Executor):
             data = resp.read(self.max_url_bytes + 1)
         if len(data) > self.max_url_bytes:
             raise ValueError('larger than max_url_bytes=%d' % self.max_url_bytes)
-        return self._decode(data)
+        return data
 
-    @staticmethod
-    def _decode(data: bytes):
-        from PIL import Image, UnidentifiedImageError
-
+    def _bytes_of_url(self, data: bytes) -> np.ndarray:
         try:
-            with Image.open(io.BytesIO(data)) as img:
-                img.load()
-                return to_rgb(img)
-        except (UnidentifiedImageError, SyntaxError, Image.DecompressionBombError) as e:
-            raise ValueError('%d bytes that are not a readable image: %s' % (len(data), e)) from None
+            return self._transform_bytes(data)
+        except ImageReadError as e:
+            raise ValueError('%d bytes that are not a readable image: %s' % (len(data), e.reason)) from None
 
 
 class VSETextEncoder(Executor):
