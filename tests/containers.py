@@ -59,23 +59,6 @@ def write_release_archives(folder):
     return runs, vocab, rel, words
 
 
-def expected_text(rel, words, captions):
-    """One caption at a time, VSE++'s way: nltk's word tokenizer on the lower-cased caption,
-    ids from the vocabulary's word list, then the GRU equations written out
-    (tests.vsepp_release.reference_text_embed)."""
-    import numpy as np
-    from nltk.tokenize import word_tokenize
-    from tests.vsepp_release import reference_text_embed
-    table = {w: i for i, w in enumerate(['<pad>', '<start>', '<end>', '<unk>'] + list(words))}
-    sd = {'embed.weight': rel.embed.weight.detach()}
-    sd.update({'rnn.' + k: v.detach() for k, v in rel.rnn.state_dict().items()})
-    out = []
-    for c in captions:
-        ids = [1] + [table.get(t, 3) for t in word_tokenize(c.lower(), preserve_line=True)] + [2]
-        out.append(reference_text_embed(sd, ids))
-    return np.stack(out)
-
-
 def manifest_version(repo) -> str:
     """The package version, from manifest.yml (its one home)."""
     text = (Path(repo) / 'manifest.yml').read_text(encoding='utf-8')

@@ -508,9 +508,10 @@ def write_hostile_py27_vocab(path, marker, kind: str = 'top') -> Path:
 class Py27Release:
     """What :func:`write_py27_release_checkpoint` wrote, for reference computations."""
 
-    def __init__(self, path, backbone, fc, embed, rnn, opt_fields):
+    def __init__(self, path, backbone, fc, embed, rnn, opt_fields, text_sd):
         self.path, self.backbone, self.fc = path, backbone, fc
         self.embed, self.rnn, self.opt_fields = embed, rnn, opt_fields
+        self.text_sd = text_sd  # the text half as written: embed.weight, rnn.*
 
 
 def write_py27_release_checkpoint(path, cnn_type: str = 'resnet18', embed_size: int = 32,
@@ -546,4 +547,4 @@ def write_py27_release_checkpoint(path, cnn_type: str = 'resnet18', embed_size: 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_py27_checkpoint(path, image_sd, text_sd, opt, seed=seed, **kwargs)
-    return Py27Release(path, backbone.eval(), fc, embed.eval(), rnn.eval(), opt)
+    return Py27Release(path, backbone.eval(), fc, embed.eval(), rnn.eval(), opt, text_sd)

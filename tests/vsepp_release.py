@@ -170,3 +170,21 @@ def reference_embed(backbone, fc, x, no_imgnorm=False, use_abs=False):
     if backbone is not None:
         backbone.float()
     return out.numpy()
+
+
+def reference_word_ids(caption, words):
+    """A caption's word ids computed without the package: nltk's Treebank word tokenizer
+    (word_tokenize without punkt) on the lower-cased caption, ids by position in the
+    vocabulary as built (``<pad>``, ``<start>``, ``<end>``, ``<unk>``, then ``words``),
+    wrapped in ``<start>`` ... ``<end>``."""
+    from nltk.tokenize import word_tokenize
+    table = {w: i for i, w in enumerate(['<pad>', '<start>', '<end>', '<unk>'] + list(words))}
+    return [1] + [table.get(t, 3) for t in word_tokenize(caption.lower(), preserve_line=True)] + [2]
+
+
+def reference_text_embeds(text_sd, words, captions, use_abs=False):
+    """float64 ``(len(captions), embed_size)``: each caption alone, by
+    :func:`reference_word_ids` and :func:`reference_text_embed`."""
+    import numpy as np
+    return np.stack([reference_text_embed(text_sd, reference_word_ids(c, words), use_abs)
+                     for c in captions])

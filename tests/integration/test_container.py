@@ -20,7 +20,7 @@ from tests import containers as ctr
 from tests.archive_server import ArchiveServer
 from tests.integration.fresh_process import run_in_fresh_process
 from tests.integration.test_pod_cli import _free_ports, _send_through_gateway
-from tests.vsepp_release import reference_embed
+from tests.vsepp_release import reference_embed, reference_text_embeds
 
 REPO = Path(__file__).resolve().parent.parent.parent
 TAG = 'jinahub/pod.encoder.vseimageencoder:0.0.6-0.9.33'
@@ -47,7 +47,7 @@ def _expected_images(release, images):
 
 
 def _expected_text(release, captions):
-    return ctr.expected_text(release[2], release[3], captions)
+    return reference_text_embeds(release[2].text_sd, release[3], captions)
 
 
 @pytest.fixture(scope='module')

@@ -16,7 +16,7 @@ import pytest
 
 from tests.integration.fresh_process import run_in_fresh_process
 from tests.py27_pickle import vocab_words, write_py27_release_checkpoint, write_py27_vocab
-from tests.vsepp_release import reference_embed, reference_text_embed
+from tests.vsepp_release import reference_embed, reference_text_embeds
 
 REPO = Path(__file__).resolve().parent.parent.parent
 VOCAB_SIZE = 44
@@ -50,17 +50,9 @@ def photos(tmp_path_factory):
     return paths
 
 
-def _ids(caption, words):
-    from nltk.tokenize import word_tokenize
-    table = {w: i for i, w in enumerate(['<pad>', '<start>', '<end>', '<unk>'] + list(words))}
-    return [1] + [table.get(t, 3) for t in word_tokenize(caption.lower(), preserve_line=True)] + [2]
-
-
 def _expected_text(release, captions):
     _, rel, words = release
-    sd = {'embed.weight': rel.embed.weight.detach()}
-    sd.update({'rnn.' + k: v.detach() for k, v in rel.rnn.state_dict().items()})
-    return np.stack([reference_text_embed(sd, _ids(c, words)) for c in captions])
+    return reference_text_embeds(rel.text_sd, words, captions)
 
 
 def _expected_images(release, paths):

@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests import containers as ctr  # noqa: E402
+from tests.vsepp_release import reference_text_embeds  # noqa: E402
 
 NETGUARD = REPO / 'tests' / 'jina3' / 'netguard'
 CAPTIONS = ['a man riding a horse on the beach', 'two women playing with a ball',
@@ -214,7 +215,7 @@ def test_deployment_docker_and_docker_run_text(image, release, tmp_path):
     expected = reference_embed(rel.backbone, rel.fc, _images())
     assert got['images'].shape == (3, ctr.EMBED) and got['images'].dtype == np.float32
     np.testing.assert_allclose(got['images'], expected, atol=2e-5)
-    expected = ctr.expected_text(rel, release[3], CAPTIONS)
+    expected = reference_text_embeds(rel.text_sd, release[3], CAPTIONS)
     for key in ('texts', 'deployment_texts'):  # docker run --uses text.yml; entrypoint=...
         assert got[key].shape == (len(CAPTIONS), ctr.EMBED) and got[key].dtype == np.float32
         np.testing.assert_allclose(got[key], expected, atol=2e-6)

@@ -9,20 +9,13 @@ import numpy as np
 import pytest
 from docarray import DocList
 
-from tests.vsepp_release import reference_embed, reference_text_embed
+from tests.vsepp_release import reference_embed, reference_text_embeds
 from vseimageencoder.encoders import ImageEncoder, TextEncoder
 from vseimageencoder.jina3 import CrossModalDoc, ImageDoc, TextDoc, VSEImageEncoder, VSETextEncoder
 from vseimageencoder.preprocess import transform
 
 CAPTIONS = ['a man riding a horse on the beach .', 'two women playing with a red ball',
             'children in the snow', 'a dog', '', 'caf\u00e9 na\u00efve stra\u00dfe unknownword']
-
-
-def reference_ids(caption, words):
-    """Word ids without the package: nltk's Treebank tokenizer on the lower-cased caption."""
-    from nltk.tokenize import word_tokenize
-    table = {w: i for i, w in enumerate(['<pad>', '<start>', '<end>', '<unk>'] + list(words))}
-    return [1] + [table.get(t, 3) for t in word_tokenize(caption.lower(), preserve_line=True)] + [2]
 
 
 def data_url(pixels) -> str:
@@ -160,7 +153,7 @@ def test_text_executor_equals_core_and_reference(release, text_executor):
     docs = DocList[TextDoc]([TextDoc(text=c) for c in CAPTIONS])
     emb = np.stack([d.embedding for d in text_executor.encode(docs=docs, parameters={})])
     assert emb.shape == (len(CAPTIONS), 256) and emb.dtype == np.float32
-    ref = np.stack([reference_text_embed(release.text_sd, reference_ids(c, release.words)) for c in CAPTIONS])
+    ref = reference_text_embeds(release.text_sd, release.words, CAPTIONS)
     np.testing.assert_allclose(emb, ref, atol=2e-5)
     core = TextEncoder(release.checkpoint)
     np.testing.assert_allclose(emb, core.encode(CAPTIONS), atol=1e-6)
@@ -188,7 +181,7 @@ def test_each_executor_embeds_its_own_documents_and_leaves_the_others(release, p
     emb = np.stack([d.embedding for d in docs])
     np.testing.assert_allclose(emb, np.stack([d.embedding for d in other_way]), atol=1e-6)
     np.testing.assert_allclose(emb[[1, 2]], expected_images(release, pixels[:2]), atol=2e-5)
-    ref = [reference_text_embed(release.text_sd, reference_ids(c, release.words)) for c in (CAPTIONS[0], '')]
+    ref = reference_text_embeds(release.text_sd, release.words, (CAPTIONS[0], ''))
     np.testing.assert_allclose(emb[[0, 3]], np.stack(ref), atol=2e-5)
     # ImageDoc and TextDoc are that schema under each Executor's name.
     assert set(ImageDoc.model_fields) == set(TextDoc.model_fields) == set(CrossModalDoc.model_fields)

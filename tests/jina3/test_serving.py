@@ -2,7 +2,6 @@
 with both encoders (gRPC and HTTP, either order), the cross-modal example. Replicas and
 gateways are spawned (the plugin sets JINA_MP_START_METHOD=spawn), since this process has
 run torch."""
-import io
 import json
 import subprocess
 import sys
@@ -13,9 +12,9 @@ import pytest
 from docarray import DocList
 
 from tests.jina3.serving import started
-from tests.jina3.test_executors import CAPTIONS, data_url, expected_images, png_bytes, reference_ids
-from tests.vsepp_release import reference_text_embed
-from vseimageencoder.jina3 import CrossModalDoc, ImageDoc, TextDoc
+from tests.jina3.test_executors import CAPTIONS, data_url, expected_images, png_bytes
+from tests.vsepp_release import reference_text_embeds
+from vseimageencoder.jina3 import CrossModalDoc, ImageDoc
 from vseimageencoder.preprocess import transform
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,7 +121,7 @@ def test_flow_with_both_encoders(release, pixels, tmp_path, protocol, order):
     np.testing.assert_allclose(img, expected_images(release, want_images), atol=2e-5)
     np.testing.assert_allclose(img, ImageEncoder(release.checkpoint).encode(
         np.stack([transform(p) for p in want_images])), atol=1e-5)
-    ref = np.stack([reference_text_embed(release.text_sd, reference_ids(c, release.words)) for c in captions])
+    ref = reference_text_embeds(release.text_sd, release.words, captions)
     np.testing.assert_allclose(txt, ref, atol=2e-5)
     np.testing.assert_allclose(txt, TextEncoder(release.checkpoint).encode(captions), atol=1e-6)
     np.testing.assert_allclose(np.stack([d.embedding for d in default]), np.stack([txt[0], img[0]]), atol=1e-5)
@@ -146,7 +145,7 @@ def test_crossmodal_example(release, pixels, tmp_path):
     assert [q['query'] for q in results] == ['a dog', 'children in the snow']
     img = expected_images(release, pixels[:4])
     for q in results:
-        txt = reference_text_embed(release.text_sd, reference_ids(q['query'], release.words))
+        txt = reference_text_embeds(release.text_sd, release.words, [q['query']])[0]
         scores = img @ txt
         want = [str(folder / ('%d.png' % i)) for i in np.argsort(-scores, kind='stable')[:3]]
         assert [h['image'] for h in q['hits']] == want
