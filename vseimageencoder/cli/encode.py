@@ -1,29 +1,23 @@
-"""Command line: ``vseimageencoder encode PATH...``, ``download MODEL`` and ``search INDEX CAPTION...``
-(also ``python -m vseimageencoder``).
+"""``vseimageencoder encode PATH...``: image files in, a .npy of embeddings and its file list out.
 
-Uses the tower directly, without jina: no pods, no network, just files in and a .npy out.
+Uses the tower directly, without jina: no pods, no network.
 """
-import argparse
-import logging
 import os
 import struct
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 
-logger = logging.getLogger('vseimageencoder')
-
-EXIT_OK, EXIT_SKIPPED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+from .common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED, Progress, logger,
+                     progress_enabled, progress_flags)
 
 
 def _names_path(out: Path) -> Path:
     """The list of source files written beside ``out``: ``emb.npy`` -> ``emb.files.txt``
     (where ``search`` looks for it)."""
-    from .search import files_path
+    from ..search import files_path
     return files_path(out)
 
 
@@ -40,33 +34,6 @@ def _npy_header(rows: int, cols: int, size: int = 128) -> bytes:
     return b'\x93NUMPY\x01\x00' + struct.pack('<H', size - 10) + (text + ' ' * pad + '\n').encode('latin1')
 
 
-class _Progress:
-    """A one-line progress bar on stderr, redrawn at most 5 times a second."""
-
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.enabled = total, enabled
-        self.done = self.skipped = 0
-        self.start = self._last = time.monotonic()
-
-    def update(self, done: int, skipped: int, force: bool = False):
-        self.done, self.skipped = done, skipped
-        now = time.monotonic()
-        if not self.enabled or (not force and now - self._last < 0.2):
-            return
-        self._last = now
-        frac = (done + skipped) / self.total if self.total else 1.0
-        bar = '#' * int(frac * 30)
-        rate = done / max(now - self.start, 1e-9)
-        sys.stderr.write('\r[%-30s] %d/%d images, %d skipped, %.1f img/s'
-                         % (bar, done + skipped, self.total, skipped, rate))
-        sys.stderr.flush()
-
-    def close(self, done: int, skipped: int):
-        if self.enabled:
-            self.update(done, skipped, force=True)
-            sys.stderr.write('\n')
-
-
 def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int = 32,
                  progress: bool = False, device: str = 'cpu', precision: str = 'fp32',
                  resize: Optional[str] = None, readers: Optional[int] = None) -> int:
@@ -76,7 +43,7 @@ def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int 
     Loads the tower from ``model_path`` (as :class:`~vseimageencoder.encoders.ImageEncoder`
     does for every front end), then :func:`write_embeddings`.
     """
-    from .encoders import ImageEncoder
+    from ..encoders import ImageEncoder
 
     resize, readers = _reading_options(resize, readers)  # bad values fail before the load
     core = ImageEncoder(model_path, precision=precision, device=device, resize=resize)
@@ -87,8 +54,8 @@ def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int 
 
 
 def _reading_options(resize: Optional[str], readers: Optional[int]):
-    from .preprocess import DEFAULT_RESIZE, check_resize
-    from .reader import default_readers
+    from ..preprocess import DEFAULT_RESIZE, check_resize
+    from ..reader import default_readers
 
     resize = check_resize(resize or DEFAULT_RESIZE)
     readers = default_readers() if readers is None else readers
@@ -115,9 +82,9 @@ def write_embeddings(model, embed_size: int, paths: List[Path], out: Path, batch
 
     import torch
 
-    from .preprocess import CHANNELS, CROP, ImageReadError, transform
-    from .reader import read_in_order
-    from .weights import publish_mode
+    from ..preprocess import CHANNELS, CROP, ImageReadError, transform
+    from ..reader import read_in_order
+    from ..weights import publish_mode
 
     resize, readers = _reading_options(resize, readers)
     out = Path(out)
@@ -126,7 +93,7 @@ def write_embeddings(model, embed_size: int, paths: List[Path], out: Path, batch
     fd_rows, tmp_rows = tempfile.mkstemp(prefix='.' + out.name + '.', suffix='.part', dir=str(out.parent))
     fd_names, tmp_names = tempfile.mkstemp(prefix='.' + names_out.name + '.', suffix='.part',
                                            dir=str(out.parent))
-    bar = _Progress(len(paths), progress)
+    bar = Progress(len(paths), progress)
     done = skipped = 0
     try:
         with os.fdopen(fd_rows, 'wb') as rows_f, os.fdopen(fd_names, 'w', encoding='utf-8') as names_f:
@@ -178,13 +145,7 @@ def write_embeddings(model, embed_size: int, paths: List[Path], out: Path, batch
     return skipped
 
 
-def _parser() -> argparse.ArgumentParser:
-    from . import __version__
-
-    p = argparse.ArgumentParser(prog='vseimageencoder', description='VSE++ image embeddings.')
-    p.add_argument('--version', action='version', version='%(prog)s ' + __version__)
-    sub = p.add_subparsers(dest='command')
-    sub.required = True
+def add_parser(sub):
     e = sub.add_parser('encode', help='embed image files into a .npy file',
                        description='Embed image files (and the image files inside folders, '
                                    'recursively, sorted) into OUT, one L2-normalised float32 row per '
@@ -200,8 +161,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16', 'auto'),
                    help='backbone precision; auto: fp16 on CUDA, bf16 on CPUs with bf16 '
                         'hardware, else fp32 (default: fp32, faithful)')
-    from .preprocess import DEFAULT_RESIZE, RESIZE_MODES
-    from .reader import default_readers
+    from ..preprocess import DEFAULT_RESIZE, RESIZE_MODES
+    from ..reader import default_readers
     e.add_argument('--resize', default=DEFAULT_RESIZE, choices=RESIZE_MODES,
                    help='fast: decode JPEGs at 1/2 to 1/8 scale and resize only the crop (embeddings '
                         'within cosine 0.999 of exact, measured); exact: the faithful transform, full '
@@ -210,150 +171,12 @@ def _parser() -> argparse.ArgumentParser:
                    help='threads reading and transforming images ahead of the model; 0 reads on '
                         'the main thread (default: half the CPU cores, 1 to 8; %d here)'
                         % default_readers())
-    _progress_flags(e)
-    from .weights import DEFAULT_MODEL, RELEASE_ARCHIVE_URL, RELEASED_MODELS, VOCAB_ARCHIVE_URL
-    d = sub.add_parser('download', help='fetch a released model and its vocabulary',
-                       description='Stream the VSE++ release archive and write one model to '
-                                   'DEST/model_best.pth.tar, then stream the vocabulary archive and '
-                                   'write the vocabulary its text tower was trained with to '
-                                   'DEST/<data_name>_vocab.pkl, each with a record of what was '
-                                   'fetched beside it (.json). Nothing is fetched for a file DEST '
-                                   'already holds, verified. If the vocabulary fails after the model '
-                                   'arrived, the model is kept. Known models: %s.'
-                                   % ', '.join(sorted(RELEASED_MODELS)))
-    d.add_argument('model', metavar='MODEL', help='released model name, e.g. %s' % DEFAULT_MODEL)
-    d.add_argument('--source', default=None, metavar='URL|PATH',
-                   help='the model archive: an http(s) URL or a local path (default: %s)' % RELEASE_ARCHIVE_URL)
-    d.add_argument('--vocab-source', default=None, metavar='URL|PATH',
-                   help='the vocabulary archive: an http(s) URL or a local path (default: %s)'
-                        % VOCAB_ARCHIVE_URL)
-    d.add_argument('--dest', default='pretrained', help='folder to write into (default: pretrained)')
-    which = d.add_mutually_exclusive_group()
-    which.add_argument('--no-vocab', action='store_true',
-                       help='the model only (the image encoder needs no vocabulary)')
-    which.add_argument('--vocab-only', action='store_true',
-                       help="the model's vocabulary only, e.g. beside a checkpoint you already have")
-    _progress_flags(d)
-    _search_parser(sub)
-    return p
+    progress_flags(e)
 
 
-def _search_parser(sub):
-    s = sub.add_parser('search', help='rank the images of an index by similarity to captions',
-                       description='Rank the rows that `vseimageencoder encode` wrote (INDEX.npy and '
-                                   'INDEX.files.txt) by cosine similarity to the embedding of each '
-                                   'CAPTION (the VSE++ text tower of the same checkpoint), and print '
-                                   'the K best as "score<TAB>file" lines, best first. With several '
-                                   'captions, each block of K lines follows a "# CAPTION" line, and '
-                                   'the model loads once.')
-    s.add_argument('index', metavar='INDEX.npy', help='embeddings written by `vseimageencoder encode`')
-    s.add_argument('captions', nargs='*', metavar='CAPTION', help='caption(s) to search with')
-    s.add_argument('--captions-file', metavar='FILE',
-                   help='also read captions from FILE, one per line ("-" for stdin)')
-    s.add_argument('-k', type=int, default=5, help='results per caption (default: 5)')
-    s.add_argument('--model-path', default='pretrained',
-                   help='VSE++ checkpoint, or folder holding model_best.pth.tar (default: pretrained)')
-    s.add_argument('--vocab-path', default=None,
-                   help='vocabulary pickle or its folder (default: <data_name>_vocab.pkl beside the checkpoint)')
-    s.add_argument('--device', default='cpu', help="torch device, e.g. 'cuda:0' (default: cpu)")
-    s.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16', 'auto'),
-                   help='text tower precision (default: fp32, faithful)')
-
-
-def _search(args) -> int:
-    from .checkpoint import CheckpointError
-    from .search import IndexFileError, format_hits, load_index, top_k
-    from .vocab import VocabularyError
-
-    captions = list(args.captions)
-    try:
-        if args.captions_file:
-            if args.captions_file == '-':
-                captions += [line.rstrip('\n') for line in sys.stdin]
-            else:
-                captions += Path(args.captions_file).read_text(encoding='utf-8').splitlines()
-        if not captions:
-            logger.error('no caption given: name one or more, or use --captions-file')
-            return EXIT_ERROR
-        if args.k < 1:
-            logger.error('-k must be at least 1, got %d', args.k)
-            return EXIT_ERROR
-        index = load_index(args.index)
-        from .encoders import TextEncoder
-        encoder = TextEncoder(args.model_path, args.vocab_path, args.precision, args.device)
-        if encoder.embed_size != index.dim:
-            logger.error('%s holds %d-d embeddings, but the text tower of %s gives %d-d ones: '
-                         'encode the images with the same model', args.index, index.dim,
-                         encoder.checkpoint_path, encoder.embed_size)
-            return EXIT_ERROR
-        queries = encoder.encode(captions, batch_size=256)
-        hits = top_k(index.rows, queries, args.k)
-    except KeyboardInterrupt:
-        logger.error('interrupted')
-        return EXIT_INTERRUPTED
-    except (IndexFileError, CheckpointError, VocabularyError, FileNotFoundError, OSError, ValueError) as e:
-        logger.error('%s', e)
-        return EXIT_ERROR
-    lines = []
-    for caption, found in zip(captions, hits):
-        if len(captions) > 1:
-            lines.append('# ' + caption)
-        lines.extend(format_hits(found, index.files))
-    sys.stdout.write(''.join(line + '\n' for line in lines))
-    sys.stdout.flush()
-    return EXIT_OK
-
-
-def _progress_flags(parser):
-    g = parser.add_mutually_exclusive_group()
-    g.add_argument('--progress', dest='progress', action='store_true', default=None,
-                   help='show progress on stderr (default: when stderr is a terminal)')
-    g.add_argument('--no-progress', dest='progress', action='store_false')
-
-
-def _download(args, progress: bool) -> int:
-    import shlex
-
-    from .weights import (UnknownModelError, VocabularyDownloadError, WeightsError, download,
-                          download_vocab)
-
-    try:
-        if args.vocab_only:
-            download_vocab(args.model, args.vocab_source, args.dest, progress)
-        else:
-            download(args.model, args.source, args.dest, progress, vocab_source=args.vocab_source,
-                     vocab=not args.no_vocab)
-    except UnknownModelError as e:
-        logger.error('%s', e)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        # Files land by rename: an interrupted one leaves nothing, finished ones stay.
-        logger.error('interrupted; nothing half-written left in %s', args.dest)
-        return EXIT_INTERRUPTED
-    except VocabularyDownloadError as e:
-        retry = 'vseimageencoder download %s --vocab-only --dest %s' % (
-            shlex.quote(args.model), shlex.quote(str(args.dest)))
-        if args.vocab_source:
-            retry += ' --vocab-source ' + shlex.quote(args.vocab_source)
-        logger.error('%s; no vocabulary written; the model at %s is kept (complete and verified); '
-                     'fetch the vocabulary with: %s', e, e.checkpoint, retry)
-        return EXIT_SKIPPED
-    except (WeightsError, OSError) as e:
-        logger.error('%s; nothing written to %s', e, args.dest)
-        return EXIT_SKIPPED
-    return EXIT_OK
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s', stream=sys.stderr)
-    logging.getLogger('vseimageencoder.checkpoint').setLevel(logging.WARNING)
-    if args.command == 'search':
-        return _search(args)
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
-    if args.command == 'download':
-        return _download(args, progress)  # no torch import: fetching needs none
-    from .checkpoint import CheckpointError
+def run(args) -> int:
+    progress = progress_enabled(args)
+    from ..checkpoint import CheckpointError
 
     if args.batch_size < 1:
         logger.error('--batch-size must be at least 1, got %d', args.batch_size)
@@ -362,7 +185,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         logger.error('--readers must be 0 (read on the main thread) or more, got %d', args.readers)
         return EXIT_ERROR
     try:
-        from .preprocess import expand_paths
+        from ..preprocess import expand_paths
         paths = list(expand_paths(args.paths))
         if not paths:
             logger.error('no image files found in %s', ', '.join(args.paths))

@@ -1,0 +1,40 @@
+"""The command line: ``vseimageencoder COMMAND`` (also ``python -m vseimageencoder``).
+
+One module per command, each with ``add_parser(subparsers)`` and ``run(args) -> exit status``;
+this module only wires them. Commands import what they need when they run, so ``--help``
+and ``download`` never import torch.
+"""
+import argparse
+import importlib
+import logging
+import sys
+from typing import List, Optional
+
+from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED  # noqa: F401
+from .encode import encode_files, write_embeddings  # noqa: F401  (the Python entry points)
+
+#: Command name -> module in this package, in the order ``--help`` lists them.
+COMMANDS = {
+    'encode': 'encode',
+    'download': 'download',
+    'search': 'search',
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    p = argparse.ArgumentParser(prog='vseimageencoder', description='VSE++ image and caption embeddings.')
+    p.add_argument('--version', action='version', version='%(prog)s ' + __version__)
+    sub = p.add_subparsers(dest='command')
+    sub.required = True
+    for name, module in COMMANDS.items():
+        importlib.import_module('.' + module, __name__).add_parser(sub)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s', stream=sys.stderr)
+    logging.getLogger('vseimageencoder.checkpoint').setLevel(logging.WARNING)
+    return importlib.import_module('.' + COMMANDS[args.command], __name__).run(args)

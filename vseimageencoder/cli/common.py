@@ -1,0 +1,49 @@
+"""What every command shares: exit statuses, the progress flags and the progress line."""
+import logging
+import sys
+import time
+
+logger = logging.getLogger('vseimageencoder')
+
+EXIT_OK, EXIT_SKIPPED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def progress_flags(parser):
+    """``--progress`` / ``--no-progress`` (default: when stderr is a terminal)."""
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument('--progress', dest='progress', action='store_true', default=None,
+                   help='show progress on stderr (default: when stderr is a terminal)')
+    g.add_argument('--no-progress', dest='progress', action='store_false')
+
+
+def progress_enabled(args) -> bool:
+    return sys.stderr.isatty() if args.progress is None else args.progress
+
+
+class Progress:
+    """A one-line progress bar on stderr, redrawn at most 5 times a second."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled = total, enabled
+        self.done = self.skipped = 0
+        self.start = self._last = time.monotonic()
+
+    def update(self, done: int, skipped: int, force: bool = False):
+        self.done, self.skipped = done, skipped
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self._last < 0.2):
+            return
+        self._last = now
+        frac = (done + skipped) / self.total if self.total else 1.0
+        bar = '#' * int(frac * 30)
+        rate = done / max(now - self.start, 1e-9)
+        sys.stderr.write('\r[%-30s] %d/%d images, %d skipped, %.1f img/s'
+                         % (bar, done + skipped, self.total, skipped, rate))
+        sys.stderr.flush()
+
+    def close(self, done: int, skipped: int):
+        if self.enabled:
+            self.update(done, skipped, force=True)
+            sys.stderr.write('\n')
+
+
