@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Run every test suite: the jina 0.9.33 one in .venv, then the jina-free core's unit tests and
+# the jina 3 suite in .venv-jina3. Both run even if the first fails; the exit status is
+# non-zero when either failed.
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+usage() {
+    cat <<'EOF'
+usage: scripts/test.sh [--jina09 | --jina3] [PYTEST ARGS...]
+
+Runs (made by scripts/setup.sh):
+  .venv/bin/python -m pytest tests                                  # jina 0.9.33 (Python 3.9)
+  .venv-jina3/bin/python -m pytest -p tests.jina3.plugin tests/unit tests/jina3   # jina 3
+  --jina09 / --jina3   only one of them
+  PYTEST ARGS          passed to both, e.g.  scripts/test.sh -x -k readme
+  -h, --help           this text
+
+Container tests need podman, debootstrap, runc, iptables and root; browser tests need
+chromium and chromium-driver (scripts/setup.sh installs them as root). Without them those
+tests skip and say why (pytest's -ra summary at the end).
+EOF
+}
+
+run09=1
+run3=1
+case "${1:-}" in
+    -h|--help) usage; exit 0 ;;
+    --jina09) run3=0; shift ;;
+    --jina3) run09=0; shift ;;
+esac
+
+status=0
+for venv in .venv .venv-jina3; do
+    [ "$venv" = .venv ] && [ "$run09" = 0 ] && continue
+    [ "$venv" = .venv-jina3 ] && [ "$run3" = 0 ] && continue
+    if [ ! -x "$venv/bin/python" ]; then
+        echo "test: $venv is missing; make it with scripts/setup.sh" >&2
+        status=1
+        continue
+    fi
+done
+[ "$status" = 0 ] || exit "$status"
+
+if [ "$run09" = 1 ]; then
+    echo "test: jina 0.9.33 suite (.venv)"
+    .venv/bin/python -m pytest tests "$@" || status=1
+fi
+if [ "$run3" = 1 ]; then
+    echo "test: core unit tests and jina 3 suite (.venv-jina3)"
+    .venv-jina3/bin/python -m pytest -p tests.jina3.plugin tests/unit tests/jina3 "$@" || status=1
+fi
+exit "$status"
