@@ -1,15 +1,18 @@
 """`python -m vseimageencoder encode`, run as users run it: a real process on real files."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+import vseimageencoder
 from tests.images import reference_batch, write_image_set
 from tests.vsepp_release import reference_embed
 
@@ -67,12 +70,23 @@ def test_all_good_exit_zero_and_progress(tmp_path, small_release):
 
 
 def test_missing_model_gives_download_command(tmp_path):
-    img = tmp_path / 'a.png'
+    # The default model path falls back to the folder above the package, which in a checkout
+    # is the repository root, where a user keeps `pretrained/`. Run a copy of the package from
+    # a folder of its own, so that what the checkout holds cannot change the outcome.
+    pkg_parent = tmp_path / 'site'
+    shutil.copytree(str(Path(vseimageencoder.__file__).parent), str(pkg_parent / 'vseimageencoder'),
+                    ignore=shutil.ignore_patterns('__pycache__'))
+    work = tmp_path / 'work'
+    work.mkdir()
+    img = work / 'a.png'
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(str(img))
-    r = run_cli('encode', '-o', tmp_path / 'e.npy', img, cwd=str(tmp_path))
+    env = dict(os.environ, PYTHONPATH=str(pkg_parent))
+    r = run_cli('encode', '-o', work / 'e.npy', img, cwd=str(work), env=env)
     assert r.returncode == 2
     assert 'vseimageencoder download f30k_vse++_vggfull --dest pretrained' in r.stderr
-    assert not (tmp_path / 'e.npy').exists()
+    # both places looked in are the test's own
+    assert str(work / 'pretrained') in r.stderr and str(pkg_parent / 'pretrained') in r.stderr, r.stderr
+    assert not (work / 'e.npy').exists()
 
 
 def test_missing_input_path(tmp_path, small_release):
