@@ -1,0 +1,86 @@
+"""Embedding many image files in batches: reader -> mapper -> writer, shared by ``encode`` and
+``index``.
+
+The reader (:func:`~vseimageencoder.reader.read_in_order`) decodes and transforms files on
+threads ahead of the model, in input order; the mapper is a prepared image tower; the writer
+is whatever the caller hands in (a ``.npy`` pair, the on-disk index), called once per batch.
+Memory is bounded by the batch size: nothing but the batch in flight is held.
+"""
+import functools
+import logging
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+#: ``write(rows, positions)``: float32 ``(B, D)`` embeddings of ``paths[p]`` for each ``p`` in
+#: ``positions`` (increasing).
+BatchWriter = Callable[[np.ndarray, Sequence[int]], None]
+
+
+def reading_options(resize: Optional[str], readers: Optional[int]):
+    """``(resize, readers)`` checked, with the defaults filled in; ValueError names a bad one."""
+    from .preprocess import DEFAULT_RESIZE, check_resize
+    from .reader import default_readers
+
+    resize = check_resize(resize or DEFAULT_RESIZE)
+    readers = default_readers() if readers is None else readers
+    if readers < 0:
+        raise ValueError('readers must be 0 (read on the main thread) or more, got %d' % readers)
+    return resize, readers
+
+
+def embed_files(model, paths: Sequence, write: BatchWriter, batch_size: int = 32,
+                resize: Optional[str] = None, readers: Optional[int] = None,
+                on_unreadable: Optional[Callable[[int, Exception], None]] = None,
+                on_progress: Optional[Callable[[int, int], None]] = None):
+    """Embed ``paths`` with ``model`` (float32 ``(B, 3, 224, 224)`` tensor -> ``(B, D)``
+    tensor), handing each batch of at most ``batch_size`` rows to ``write``.
+
+    Unreadable files (:class:`~vseimageencoder.preprocess.ImageReadError`) are skipped and
+    reported to ``on_unreadable(position, error)``; ``on_progress(done, skipped)`` follows
+    each file. Returns ``(done, skipped)``. Any other error, KeyboardInterrupt included,
+    stops the readers and propagates; batches already written stay written.
+    """
+    import torch
+
+    from .preprocess import CHANNELS, CROP, ImageReadError, transform
+    from .reader import read_in_order
+
+    if batch_size < 1:
+        raise ValueError('batch size must be at least 1, got %d' % batch_size)
+    resize, readers = reading_options(resize, readers)
+    batch = np.empty((batch_size, CHANNELS, CROP, CROP), np.float32)
+    positions = []
+    done = skipped = 0
+
+    def flush():
+        nonlocal done
+        if positions:
+            emb = model(torch.from_numpy(batch[:len(positions)]))
+            write(np.ascontiguousarray(emb.numpy(), np.float32), list(positions))
+            done += len(positions)
+            positions.clear()
+
+    indexed = list(enumerate(paths))
+    load = functools.partial(_load_item, functools.partial(transform, resize=resize))
+    with read_in_order(indexed, load, readers, batch_size + readers, (ImageReadError,)) as images:
+        for (pos, _), x in images:
+            if isinstance(x, ImageReadError):
+                skipped += 1
+                if on_unreadable is not None:
+                    on_unreadable(pos, x)
+            else:
+                batch[len(positions)] = x
+                positions.append(pos)
+                if len(positions) == batch_size:
+                    flush()
+            if on_progress is not None:
+                on_progress(done, skipped)
+    flush()
+    return done, skipped
+
+
+def _load_item(load, item):
+    return load(item[1])

@@ -1,0 +1,346 @@
+"""Bringing an index up to date with the image files under some paths (``vseimageencoder index``).
+
+Only what changed is embedded: a file is compared by size and modification time (never
+read when both match), new and changed files are embedded batch by batch with a commit
+after each batch, and files indexed under one of the given paths that are gone are
+removed. A run that is killed leaves every committed batch; the next run embeds the rest.
+"""
+import logging
+import os
+import stat
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .names import escape
+from .store import (ProvenanceMismatchError, Writer)
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+
+#: Removed rows above this share of all rows (and at least this many) trigger a compaction.
+COMPACT_MIN_DEAD = 64
+
+
+@dataclass
+class Counts:
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    unreadable: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def line(self) -> str:
+        return 'added %d, updated %d, removed %d, unchanged %d, unreadable %d' % (
+            self.added, self.updated, self.removed, self.unchanged, self.unreadable)
+
+
+@dataclass
+class _Found:
+    path: str
+    size: int
+    mtime_ns: int
+
+
+def _image_suffixes():
+    from ..preprocess import IMAGE_SUFFIXES
+    return IMAGE_SUFFIXES
+
+
+def scan_paths(paths: Sequence[PathLike], unreadable: Callable[[str, str], None]):
+    """``(found, roots, missing)``: the regular image files under ``paths`` (absolute, in
+    the order ``encode`` reads them: files as given, folders recursively sorted) with their
+    size and mtime; the absolute form of each given path; the given paths that do not exist.
+    Entries that are not regular files (FIFOs, devices, sockets, dangling links) are named
+    through ``unreadable(path, reason)`` and never opened."""
+    suffixes = _image_suffixes()
+    found: List[_Found] = []
+    seen = set()
+    roots, missing = [], []
+
+    def add(p: str):
+        if p in seen:
+            return
+        seen.add(p)
+        try:
+            st = os.stat(p)
+        except OSError as e:
+            unreadable(p, e.strerror or str(e))
+            return
+        if not stat.S_ISREG(st.st_mode):
+            unreadable(p, 'not a regular file')
+            return
+        found.append(_Found(p, st.st_size, st.st_mtime_ns))
+
+    for given in paths:
+        root = os.path.abspath(os.fspath(given))
+        roots.append(root)
+        if os.path.isdir(root):
+            files = []
+            for d, dirs, names in os.walk(root):
+                dirs.sort()
+                files.extend(os.path.join(d, n) for n in names if os.path.splitext(n)[1].lower() in suffixes)
+            for p in sorted(files):
+                add(p)
+        elif os.path.lexists(root):
+            add(root)
+        else:
+            missing.append(root)
+    return found, roots, missing
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def checkpoint_provenance(checkpoint: Path, resize: str, precision: str, options=None) -> dict:
+    """What an index records about the model that embedded it."""
+    from ..weights import sha256_of
+
+    prov = {'sha256': sha256_of(checkpoint), 'checkpoint': escape(os.path.abspath(str(checkpoint))),
+            'resize': resize, 'precision': precision}
+    if options is not None:
+        prov.update(arch=options.cnn_type, embed_size=int(options.embed_size), data_name=options.data_name)
+    return prov
+
+
+def _mismatch(directory, recorded: dict, key: str, ours, what: str) -> ProvenanceMismatchError:
+    return ProvenanceMismatchError(
+        '%s was embedded with %s %s=%s, but this run would use %s=%s: use the same %s, or '
+        '--rebuild to embed everything again' % (directory, what, key, recorded.get(key), key, ours, what))
+
+
+def update_index(directory: PathLike, paths: Sequence[PathLike] = (), model_path: Optional[PathLike] = None,
+                 batch_size: int = 32, device: str = 'cpu', precision: Optional[str] = None,
+                 resize: Optional[str] = None, readers: Optional[int] = None,
+                 progress: Union[bool, Callable[[int, int, int], None], None] = False,
+                 rebuild: bool = False, from_npy: Optional[PathLike] = None,
+                 on_unreadable: Optional[Callable[[str, str], None]] = None) -> Counts:
+    """Create the index in ``directory`` or bring it up to date with the image files under
+    ``paths`` (what ``vseimageencoder index DIR PATH...`` does); returns the :class:`Counts`.
+
+    ``model_path``, ``precision`` and ``resize`` default to what the index records (for a
+    new index: ``'pretrained'``, ``'fp32'``, the package's default resize). A checkpoint
+    whose sha256 differs from the recorded one, or a different precision / resize given
+    explicitly, raises :class:`ProvenanceMismatchError` naming both, unless ``rebuild``
+    (then every file is embedded again and the index starts over under the new provenance).
+    The model is loaded only when some file needs embedding.
+
+    ``from_npy``: import what ``vseimageencoder encode`` wrote (``EMB.npy`` and its file
+    list) instead of embedding ``paths``; ``model_path`` names the checkpoint it came from.
+
+    ``on_unreadable(file, reason)`` hears of every file that could not be read (default: a
+    logged warning). ``progress``: a callable ``(done, skipped, total)`` or True (log lines).
+    Raises :class:`~vseimageencoder.index.store.IndexFormatError`, IndexLockedError,
+    ProvenanceMismatchError, FileNotFoundError or ValueError with nothing written.
+    """
+    directory = Path(directory)
+    counts = Counts()
+    report = on_unreadable or (lambda p, why: logger.warning('unreadable: %s: %s', escape(p), why))
+
+    def unreadable(p, why):
+        counts.unreadable += 1
+        report(p, why)
+
+    with Writer(directory) as w:
+        if from_npy is not None:
+            if paths:
+                raise ValueError('give either PATHs or --from, not both')
+            _import_npy(w, Path(from_npy), model_path, precision, resize, rebuild, counts)
+            _finish(w)
+            return counts
+        if not paths:
+            raise ValueError('no PATH given: name the image files or folders to index')
+        found, roots, missing = scan_paths(paths, unreadable)
+        live_before = w.view.entries() if w.exists else {}
+        entries = {} if rebuild else live_before
+        indexed_here = {p for p in live_before if any(_under(p, r) for r in roots)}
+        for root in missing:
+            if not any(_under(p, root) for p in indexed_here):
+                raise FileNotFoundError('no such image file or folder: %s' % escape(root))
+        if not w.exists and not found:
+            raise FileNotFoundError('no image files found in %s; nothing written'
+                                    % ', '.join(escape(r) for r in roots))
+        todo: List[_Found] = []
+        present = set()
+        for f in found:
+            present.add(f.path)
+            old = entries.get(f.path)
+            if old is not None and old[1] == f.size and old[2] == f.mtime_ns:
+                counts.unchanged += 1
+            else:
+                todo.append(f)
+        gone = sorted(indexed_here - present)
+        if gone:
+            w.remove([live_before[p][0] for p in gone])
+            w.commit()
+            counts.removed += len(gone)
+        if todo:
+            if rebuild:
+                # Starting over drops the rows of files outside the given paths too.
+                counts.removed += sum(1 for p in live_before if p not in present and p not in indexed_here)
+            _embed(w, todo, live_before, model_path, batch_size, device, precision, resize, readers,
+                   progress, rebuild, counts, unreadable)
+        _finish(w)
+    return counts
+
+
+def _resolve_model(w: Writer, model_path, precision, resize, rebuild):
+    """``(checkpoint, precision, resize, recorded)``, refusing a mismatch before any load."""
+    from ..checkpoint import resolve_checkpoint_path
+    from ..encoders import DEFAULT_SEARCH_DIRS
+    from ..preprocess import DEFAULT_RESIZE, check_resize
+    from ..weights import sha256_of
+    from .names import unescape
+
+    rec = w.manifest['provenance'] if w.exists else {}
+    if model_path is None:
+        model_path = unescape(rec['checkpoint']) if rec.get('checkpoint') and not rebuild else 'pretrained'
+    checkpoint = resolve_checkpoint_path(model_path, list(DEFAULT_SEARCH_DIRS))
+    if rec and not rebuild:
+        digest = sha256_of(checkpoint)
+        if digest != rec.get('sha256'):
+            raise ProvenanceMismatchError(
+                '%s was embedded with the checkpoint of sha256 %s (%s), but %s has sha256 %s: use '
+                'that checkpoint, or --rebuild to embed everything again with this one'
+                % (w.directory, rec.get('sha256'), rec.get('checkpoint'), escape(str(checkpoint)), digest))
+        if precision is not None and precision != 'auto' and precision != rec.get('precision'):
+            raise _mismatch(w.directory, rec, 'precision', precision, '--precision')
+        if resize is not None and resize != rec.get('resize'):
+            raise _mismatch(w.directory, rec, 'resize', resize, '--resize')
+        precision = precision or rec.get('precision', 'fp32')
+        resize = resize or rec.get('resize')
+    precision = precision or 'fp32'
+    resize = check_resize(resize or DEFAULT_RESIZE)
+    return checkpoint, precision, resize, rec
+
+
+def _embed(w: Writer, todo: List[_Found], live_before: Dict, model_path, batch_size, device, precision,
+           resize, readers, progress, rebuild, counts: Counts, unreadable) -> None:
+    from ..batch_embed import embed_files, reading_options
+    from ..encoders import ImageEncoder
+
+    resize, readers = reading_options(resize, readers)  # bad values fail before the load
+    checkpoint, precision, resize, rec = _resolve_model(w, model_path, precision, resize, rebuild)
+    core = ImageEncoder(checkpoint, precision=precision, device=device, resize=resize)
+    if core.options.precomputed:
+        raise ValueError('%s is a precomputed-feature model (%s); indexing image files needs a model '
+                         'with a CNN backbone' % (core.checkpoint_path, core.options.data_name))
+    prov = checkpoint_provenance(core.checkpoint_path, resize, core.precision, core.options)
+    if rec and not rebuild and rec.get('precision') not in (None, core.precision):
+        raise _mismatch(w.directory, rec, 'precision', core.precision, '--precision')
+    if not w.exists or rebuild:
+        w.restart(prov, core.embed_size)
+        w.commit()  # the new (empty) index is visible from here on: a rebuild starts over
+    elif core.embed_size != w.manifest['dim']:
+        raise ProvenanceMismatchError('%s holds %d-d embeddings, %s gives %d-d ones'
+                                      % (w.directory, w.manifest['dim'], core.checkpoint_path, core.embed_size))
+    replaced = {f.path: live_before[f.path][0] for f in todo if f.path in live_before}
+    total = len(todo)
+
+    def write(rows: np.ndarray, positions):
+        batch = [todo[i] for i in positions]
+        if not rebuild:
+            old = [replaced[f.path] for f in batch if f.path in replaced]
+            w.remove(old)
+        w.add(rows, [f.path for f in batch], [f.size for f in batch], [f.mtime_ns for f in batch])
+        w.commit()
+        for f in batch:
+            if f.path in replaced:
+                counts.updated += 1
+            else:
+                counts.added += 1
+
+    def bad(pos, err):
+        f = todo[pos]
+        if f.path in replaced and not rebuild:
+            # The file changed and now cannot be read: its old row no longer describes it.
+            w.remove([replaced.pop(f.path)])
+            w.commit()
+            counts.removed += 1
+        unreadable(f.path, getattr(err, 'reason', str(err)))
+
+    on_progress = None
+    if callable(progress):
+        on_progress = lambda done, skipped: progress(done, skipped, total)  # noqa: E731
+    embed_files(core.model, [f.path for f in todo], write, batch_size, resize, readers, bad, on_progress)
+
+
+def _import_npy(w: Writer, npy: Path, model_path, precision, resize, rebuild, counts: Counts,
+                batch_rows: int = 65536) -> None:
+    from ..checkpoint import read_options, read_verified_checkpoint
+    from .pair import load_pair
+
+    pair = load_pair(npy)
+    header = pair.provenance or {}
+    precision = precision or header.get('precision')
+    resize = resize or header.get('resize')
+    checkpoint, precision, resize, rec = _resolve_model(w, model_path, precision, resize, rebuild)
+    options = read_options(read_verified_checkpoint(checkpoint), checkpoint)
+    prov = checkpoint_provenance(checkpoint, resize, precision, options)
+    if header.get('sha256') and header['sha256'] != prov['sha256']:
+        raise ProvenanceMismatchError(
+            '%s was embedded with the checkpoint of sha256 %s, but %s has sha256 %s: give the '
+            '--model-path it was encoded with' % (npy, header['sha256'], escape(str(checkpoint)), prov['sha256']))
+    if pair.dim != options.embed_size:
+        raise ProvenanceMismatchError('%s holds %d-d embeddings, but %s gives %d-d ones'
+                                      % (npy, pair.dim, checkpoint, options.embed_size))
+    if not w.exists or rebuild:
+        w.restart(prov, pair.dim)
+        w.commit()
+    elif pair.dim != w.manifest['dim']:
+        raise ProvenanceMismatchError('%s holds %d-d embeddings, the index %s holds %d-d ones'
+                                      % (npy, pair.dim, w.directory, w.manifest['dim']))
+    entries = w.view.entries() if (w.view is not None and not rebuild) else {}
+    # The last row of a file listed twice wins.
+    last = {}
+    for i, name in enumerate(pair.files):
+        last[os.path.abspath(name)] = i
+    rows_of = sorted(last.values())
+    for start in range(0, len(rows_of), batch_rows):
+        sel = rows_of[start:start + batch_rows]
+        metas, keep, old_ids = [], [], []
+        for i in sel:
+            p = os.path.abspath(pair.files[i])
+            try:
+                st = os.stat(p)
+                size, mtime = st.st_size, st.st_mtime_ns
+            except OSError:
+                size, mtime = -1, -1  # not here (another machine, synthetic names): unknown
+            old = entries.get(p)
+            if old is not None and old[1] == size and old[2] == mtime and size != -1:
+                counts.unchanged += 1
+                continue
+            if old is not None and size == -1 and old[1] == -1:
+                counts.unchanged += 1
+                continue
+            if old is not None:
+                old_ids.append(old[0])
+                counts.updated += 1
+            else:
+                counts.added += 1
+            metas.append((p, size, mtime))
+            keep.append(i)
+        if keep:
+            w.remove(old_ids)
+            w.add(np.asarray(pair.rows[keep], np.float32), [m[0] for m in metas], [m[1] for m in metas],
+                  [m[2] for m in metas])
+            w.commit()
+
+
+def _finish(w: Writer) -> None:
+    """Compact when removed rows dominate; keep the approximate index in step."""
+    if not w.exists:
+        return
+    m = w.manifest
+    dead = m['rows'] - m['live']
+    if dead >= COMPACT_MIN_DEAD and dead > m['live']:
+        w.compact()
+    from .store import _ann_after_update
+    _ann_after_update(w)
