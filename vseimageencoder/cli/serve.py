@@ -1,0 +1,91 @@
+"""``vseimageencoder serve INDEX_DIR``: a search page and JSON API over an index."""
+from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, logger, progress_enabled, progress_flags
+
+LOOPBACK = ('127.0.0.1', 'localhost', '::1')
+
+
+def add_parser(sub):
+    from ..serve.service import MAX_K
+    from ..serve.uploads import DEFAULT_MAX_UPLOAD_BYTES
+
+    s = sub.add_parser('serve', help='serve a search page and JSON API over an index',
+                       description='Load the image and caption towers of one checkpoint once and '
+                                   'serve INDEX_DIR (built by `vseimageencoder index` with the same '
+                                   'checkpoint): a page at / to search by caption, by photo and by '
+                                   'result ("more like this"), and a JSON API (/api/search, '
+                                   '/api/similar/ID, /healthz). There is no authentication: the '
+                                   'default host serves this machine only.')
+    s.add_argument('index', metavar='INDEX_DIR', help='index folder (created by --photos if missing)')
+    s.add_argument('--photos', nargs='+', metavar='FOLDER',
+                   help='first bring the index up to date with these folders or files (as '
+                        '`vseimageencoder index INDEX_DIR FOLDER...` does), then serve it')
+    s.add_argument('--host', default='127.0.0.1',
+                   help='address to listen on (default: 127.0.0.1, this machine only; anything '
+                        'else exposes the page and every indexed photo without a password)')
+    s.add_argument('--port', type=int, default=8000, help='TCP port (default: 8000)')
+    s.add_argument('--model-path', default='pretrained',
+                   help='VSE++ checkpoint, or folder holding model_best.pth.tar; the one the index '
+                        'was built with (default: pretrained)')
+    s.add_argument('--vocab-path', default=None,
+                   help='vocabulary pickle or its folder (default: <data_name>_vocab.pkl beside the checkpoint)')
+    s.add_argument('--device', default='cpu', help="torch device of both towers (default: cpu)")
+    s.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16', 'auto'),
+                   help='arithmetic of both towers (default: fp32, faithful)')
+    s.add_argument('--max-upload-mb', type=float, default=DEFAULT_MAX_UPLOAD_BYTES / 2 ** 20,
+                   help='largest photo accepted for search by photo, in MB (default: %(default)g)')
+    s.add_argument('--max-k', type=int, default=MAX_K,
+                   help='most results one query may ask for (default: %(default)d)')
+    s.add_argument('--batch-size', type=int, default=32,
+                   help='with --photos: images per forward pass while indexing (default: 32)')
+    progress_flags(s)
+
+
+def run(args) -> int:
+    from ..checkpoint import CheckpointError
+    from ..vocab import VocabularyError
+
+    if not 0 <= args.port <= 65535:
+        logger.error('--port must be 0..65535, got %d', args.port)
+        return EXIT_ERROR
+    if args.max_upload_mb <= 0 or args.max_k < 1 or args.batch_size < 1:
+        logger.error('--max-upload-mb, --max-k and --batch-size must be positive')
+        return EXIT_ERROR
+    try:
+        import uvicorn
+
+        from ..index import IndexLockedError, ProvenanceMismatchError, update_index
+        from ..serve import SearchService, create_app
+    except ImportError as e:
+        logger.error('serve needs the web stack the package installs (%s): pip install '
+                     '"starlette>=0.40,<2" "uvicorn>=0.23.1,<1" "python-multipart>=0.0.18,<0.1"', e)
+        return EXIT_ERROR
+    service = None
+    try:
+        if args.photos:
+            counts = update_index(args.index, args.photos, model_path=args.model_path,
+                                  batch_size=args.batch_size, device=args.device,
+                                  precision=args.precision, progress=progress_enabled(args))
+            logger.info('index %s brought up to date: %s', args.index,
+                        ', '.join('%s %d' % kv for kv in counts.as_dict().items()))
+        service = SearchService(args.index, args.model_path, args.vocab_path, args.device,
+                                args.precision)
+        app = create_app(service, max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
+                         max_k=args.max_k)
+        if args.host not in LOOPBACK:
+            logger.warning('listening on %s: anyone who can reach this address can search and see '
+                           'every indexed photo (there is no authentication)', args.host)
+        logger.info('serving %d images of %s at http://%s:%d/', service.stats()['images'],
+                    args.index, args.host if ':' not in args.host else '[%s]' % args.host, args.port)
+        uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level='warning',
+                                      access_log=False, lifespan='off')).run()
+    except KeyboardInterrupt:
+        logger.error('interrupted')
+        return EXIT_INTERRUPTED
+    except (ProvenanceMismatchError, IndexLockedError, CheckpointError, VocabularyError,
+            FileNotFoundError, OSError, ValueError) as e:
+        logger.error('%s', e)
+        return EXIT_ERROR
+    finally:
+        if service is not None:
+            service.close()
+    return EXIT_OK

@@ -1,0 +1,23 @@
+"""``vseimageencoder serve``: a search page and a JSON API over an index.
+
+- :mod:`.service`: :class:`SearchService`, the towers and the index answering captions,
+  photos and ids (plain Python); the request checks (caption, ``k``, ids).
+- :mod:`.batcher`: the one worker thread that runs the towers, in batches.
+- :mod:`.uploads`: an uploaded photo checked from its header, then transformed.
+- :mod:`.thumbnails`: renditions of indexed photos, made on demand and cached.
+- :mod:`.app`: the Starlette app (page, assets, API, JSON errors); ``static/`` holds the
+  page, its script and style, served from the package.
+
+Importing this package imports neither torch nor the web stack.
+"""
+from .errors import BadRequest, NotFound, RequestError, TooLarge, Unavailable
+from .service import DEFAULT_K, MAX_CAPTION_CHARS, MAX_K, Hit, SearchService
+
+__all__ = ['BadRequest', 'DEFAULT_K', 'Hit', 'MAX_CAPTION_CHARS', 'MAX_K', 'NotFound',
+           'RequestError', 'SearchService', 'TooLarge', 'Unavailable', 'create_app']
+
+
+def create_app(*args, **kwargs):
+    """:func:`vseimageencoder.serve.app.create_app` (imports Starlette when called)."""
+    from .app import create_app as _create
+    return _create(*args, **kwargs)

@@ -1,0 +1,82 @@
+"""Smaller JPEG renditions of indexed photos, made when first asked for and kept in memory.
+
+Renditions are keyed by the row's id: ids are stable, and a file that changes is
+re-embedded under a new id, so a cached rendition never goes stale. The cache is bounded
+by bytes, least recently used first out.
+"""
+import io
+import logging
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable, Tuple
+
+from .errors import NotFound
+
+logger = logging.getLogger(__name__)
+
+#: Long side of a grid thumbnail and of the larger view, in pixels.
+THUMBNAIL_SIZE = 320
+LARGE_SIZE = 1280
+#: Default memory the cache may hold.
+DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+
+
+def render_jpeg(path: Path, size: int, quality: int = 85) -> bytes:
+    """``path`` upright (EXIF orientation applied), RGB, its long side at most ``size``,
+    as JPEG bytes. Decoded by the package's reading (:mod:`vseimageencoder.preprocess`), a
+    JPEG at the smallest DCT scale that still covers ``size``.
+
+    :raises vseimageencoder.preprocess.ImageReadError: the file cannot be read (any more).
+    """
+    from PIL import Image
+
+    from ..preprocess import _read
+
+    img = _read(path, size)[0]
+    img.thumbnail((size, size), Image.BICUBIC)
+    buf = io.BytesIO()
+    img.save(buf, 'JPEG', quality=quality, optimize=False)
+    return buf.getvalue()
+
+
+class RenditionCache:
+    """``get(image_id, size)``: JPEG bytes of the indexed photo ``image_id``, made once.
+
+    :param locate: id -> file (raising NotFound for ids not in the index).
+    :param max_bytes: the most bytes of JPEG kept.
+    """
+
+    def __init__(self, locate: Callable[[int], Path], max_bytes: int = DEFAULT_CACHE_BYTES):
+        self._locate = locate
+        self._max_bytes = max_bytes
+        self._items: 'OrderedDict[Tuple[int, int], bytes]' = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, image_id: int, size: int) -> bytes:
+        key = (image_id, size)
+        with self._lock:
+            data = self._items.get(key)
+            if data is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return data
+            self.misses += 1
+        path = self._locate(image_id)  # NotFound for an unknown id, before any file access
+        from ..preprocess import ImageReadError
+        try:
+            data = render_jpeg(path, size)
+        except ImageReadError as e:
+            # The index lists it, but the file changed or went away since it was indexed.
+            logger.warning('cannot render image %d: %s', image_id, e)
+            raise NotFound('indexed image %d can no longer be read from its file' % image_id) from None
+        with self._lock:
+            if key not in self._items and len(data) <= self._max_bytes:
+                self._items[key] = data
+                self._bytes += len(data)
+                while self._bytes > self._max_bytes:
+                    _, old = self._items.popitem(last=False)
+                    self._bytes -= len(old)
+        return data
