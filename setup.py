@@ -30,7 +30,7 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     packages=find_packages(include=['vseimageencoder', 'vseimageencoder.*']),
-    package_data={'vseimageencoder.jina3': ['*.yml']},
+    package_data={'vseimageencoder.jina3': ['*.yml'], 'vseimageencoder.serve': ['static/*']},
     python_requires='>=3.8',
     install_requires=[
         'jina==0.9.33; ' + JINA09,
@@ -42,6 +42,12 @@ setup(
         'pyyaml>=5.3',
         'Pillow>=8',
         'nltk>=3.6,<4',
+        # `serve` (vseimageencoder.serve): small pure-Python packages, in the core because
+        # serving the page is the main job; ranges that hold both jina 0.9.33's Python 3.9
+        # world and jina 3.34's (fastapi there needs starlette>=0.46, jina uvicorn<=0.23.1).
+        'starlette>=0.40,<2',
+        'uvicorn>=0.23.1,<1',
+        'python-multipart>=0.0.18,<0.1',
     ],
     extras_require={
         # The jina 3 front end (vseimageencoder.jina3); requirements-jina3.txt has the same
