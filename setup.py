@@ -37,6 +37,8 @@ setup(
         'protobuf>=3.13,<3.21; ' + JINA09,
         'numpy>=1.19,<2; ' + JINA09,
         'numpy>=1.22; ' + CURRENT,
+        # Approximate search in vseimageencoder.index (requirements.txt says why faiss).
+        'faiss-cpu>=1.8,<2',
         'torch>=2.4',
         'torchvision>=0.19',
         'pyyaml>=5.3',
