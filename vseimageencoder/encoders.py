@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from .checkpoint import PACKAGE_PARENT_HINT, load_tower, resolve_checkpoint_path
-from .inference import PRECISIONS, InferenceTower
+from .inference import PRECISIONS, InferenceTower, check_device
 from .preprocess import (DEFAULT_RESIZE, check_feature_batch, check_image_batch, check_resize,
                          normalize_channel_axis, transform_batch)
 
@@ -51,6 +51,7 @@ class ImageEncoder:
                  resize: str = DEFAULT_RESIZE):
         self.channel_axis = normalize_channel_axis(channel_axis)
         check_precision(precision)
+        check_device(device)  # before the checkpoint is read: a missing GPU fails at once
         self.resize = check_resize(resize)
         self.checkpoint_path: Path = resolve_checkpoint_path(model_path, list(search_dirs))
         tower, self.options = load_tower(self.checkpoint_path)
@@ -142,6 +143,7 @@ class TextEncoder:
         from .vocab import NotAVocabularyError, read_vocabulary, resolve_vocabulary_path
 
         check_precision(precision)
+        self.device = check_device(device)  # before anything is read: a missing GPU fails at once
         self.checkpoint_path: Path = resolve_checkpoint_path(model_path, list(search_dirs))
         tower, self.options = load_text_tower(self.checkpoint_path)
         self.vocab_path: Path = resolve_vocabulary_path(vocab_path, self.checkpoint_path,
@@ -153,7 +155,6 @@ class TextEncoder:
                 'not the vocabulary this model was trained with (data_name %r)'
                 % (self.vocab_path, len(self.vocab), self.checkpoint_path, self.options.vocab_size,
                    self.options.data_name))
-        self.device = torch.device(device)
         self.precision = resolve_precision(precision, self.device)
         self.model = tower.to(self.device, dtype=DTYPES[self.precision])
         self._torch = torch

@@ -43,6 +43,16 @@ class _VSEExecutor(BaseTorchEncoder):
             _metas = {**get_default_metas(), **_metas}
         super()._post_init_wrapper(_metas, _requests, fill_in_metas)
 
+    def _checked_device(self):
+        """``self.device`` (cuda:0 with metas ``on_gpu``, else cpu), or a
+        :class:`~vseimageencoder.inference.DeviceUnavailableError` that names the meta."""
+        from .inference import DeviceUnavailableError, check_device
+        try:
+            return check_device(self.device)
+        except DeviceUnavailableError as e:
+            raise DeviceUnavailableError('%s (metas on_gpu=%s; on_gpu: False runs on the CPU)'
+                                         % (e, self.on_gpu)) from None
+
     def _use(self, core) -> None:
         """Serve with ``core`` (an ``ImageEncoder`` or ``TextEncoder``, already on the device)."""
         self.core = core
@@ -100,7 +110,7 @@ class VSEImageEncoder(_VSEExecutor):
         from .encoders import DEFAULT_SEARCH_DIRS, ImageEncoder
 
         # Moves itself to self.device once, so jina's to_device is not needed.
-        self._use(ImageEncoder(self.model_path, self.channel_axis, self.precision, self.device,
+        self._use(ImageEncoder(self.model_path, self.channel_axis, self.precision, self._checked_device(),
                                search_dirs=DEFAULT_SEARCH_DIRS, resize=self.resize))
 
     def encode(self, data: 'np.ndarray', *args, **kwargs) -> 'np.ndarray':
@@ -146,7 +156,7 @@ class VSETextEncoder(_VSEExecutor):
         super().post_init()
         from .encoders import DEFAULT_SEARCH_DIRS, TextEncoder
 
-        self._use(TextEncoder(self.model_path, self.vocab_path, self.precision, self.device,
+        self._use(TextEncoder(self.model_path, self.vocab_path, self.precision, self._checked_device(),
                               search_dirs=DEFAULT_SEARCH_DIRS))
 
     def encode(self, data, *args, **kwargs) -> 'np.ndarray':

@@ -76,6 +76,54 @@ def resolve_precision(precision: str, device: Union[str, torch.device] = 'cpu') 
     return 'bf16' if cpu_has_fast_bf16() else 'fp32'
 
 
+class DeviceUnavailableError(ValueError):
+    """The torch device asked for is not a device name, or is not on this machine."""
+
+
+def available_devices() -> list:
+    """The devices torch can run on here: ``cpu``, then ``cuda:0``... and ``mps`` if present."""
+    found = ['cpu']
+    if torch.cuda.is_available():
+        found += ['cuda:%d' % i for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, 'mps', None)
+    if mps is not None and mps.is_available():
+        found.append('mps')
+    return found
+
+
+def check_device(device: Union[str, torch.device]) -> torch.device:
+    """``device`` as a :class:`torch.device`, checked before anything is loaded onto it.
+
+    Every front end passes the user's device through here, so that a device the machine
+    lacks is one line naming it and what is available (:class:`DeviceUnavailableError`)
+    rather than a traceback from deep inside torch at the first copy.
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DeviceUnavailableError('device=%r is not a torch device name; available here: %s'
+                                     % (str(device), ', '.join(available_devices()))) from None
+    here = available_devices()
+    if dev.type == 'cpu':
+        return dev
+    if dev.type == 'cuda':
+        if not torch.cuda.is_available():
+            why = ('this torch is built without CUDA' if torch.version.cuda is None
+                   else 'no CUDA GPU or driver is usable on this machine')
+            raise DeviceUnavailableError('device=%r is not available: %s; available here: %s'
+                                         % (str(device), why, ', '.join(here)))
+        index = 0 if dev.index is None else dev.index
+        if index >= torch.cuda.device_count():
+            raise DeviceUnavailableError('device=%r is not available: this machine has %d CUDA '
+                                         'device(s); available here: %s'
+                                         % (str(device), torch.cuda.device_count(), ', '.join(here)))
+        return dev
+    if dev.type == 'mps' and 'mps' in here:
+        return dev
+    raise DeviceUnavailableError('device=%r is not available; available here: %s'
+                                 % (str(device), ', '.join(here)))
+
+
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     """Fold an eval-mode batch norm into the convolution that feeds it (in place)."""
     with torch.no_grad():
@@ -121,7 +169,7 @@ class InferenceTower(nn.Module):
                  device: Union[str, torch.device] = 'cpu', channels_last: bool = True,
                  fold_bn: bool = True):
         super().__init__()
-        self.device = torch.device(device)
+        self.device = check_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.dtype = DTYPES[self.precision]
         self.channels_last = channels_last and tower.cnn is not None
