@@ -156,6 +156,8 @@ class AnnIndex:
         self._pending_add_vectors = []
         self._saved = None  # (resolved dir, manifest dict) of the last save/load
         self._needs_base = True  # the next save writes a base (nothing on disk matches yet)
+        #: JSON-able notes saved in the manifest (the store records which commit this reflects).
+        self.meta = {}
         if self.nlist == 1:
             # One cell needs no training: every vector goes to it whatever its centroid.
             self._quantizer.add(np.zeros((1, self.dim), np.float32))
@@ -302,7 +304,11 @@ class AnnIndex:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         d = d.resolve()
-        current = _read_manifest(d) if (d / MANIFEST).exists() else None
+        try:
+            current = _read_manifest(d) if (d / MANIFEST).exists() else None
+        except AnnFormatError as e:
+            log.warning('replacing a damaged ANN index: %s', e)
+            current = None
         same = (not self._needs_base and self._saved is not None and self._saved[0] == d
                 and current is not None and current.get('token') == self._saved[1].get('token'))
         if same:
@@ -374,9 +380,10 @@ class AnnIndex:
         manifest = dict(current)
         manifest['segments'] = list(current['segments']) + [name]
         manifest['segment_rows'] = int(current['segment_rows']) + len(removed) + len(add_ids)
-        manifest['rows'] = len(self)
+        manifest['rows'] = len(self) if hasattr(self, '_ids') else None
         manifest['token'] = uuid.uuid4().hex
         manifest['nprobe'] = self.nprobe
+        manifest['meta'] = dict(self.meta)
         log.info('ANN %s: segment %s (%d removed, %d added)', d, name, len(removed), len(add_ids))
         return manifest
 
@@ -411,7 +418,7 @@ class AnnIndex:
         return {'format': FORMAT, 'version': VERSION, 'dim': self.dim, 'nlist': self.nlist,
                 'nprobe': self.nprobe, 'merge_fraction': self.merge_fraction, 'base': name,
                 'base_rows': n, 'segments': [], 'segment_rows': 0, 'rows': n,
-                'token': uuid.uuid4().hex}
+                'token': uuid.uuid4().hex, 'meta': dict(self.meta)}
 
     @classmethod
     def load(cls, directory: PathLike) -> 'AnnIndex':
@@ -447,6 +454,8 @@ class AnnIndex:
             try:
                 with np.load(str(p), allow_pickle=False) as z:
                     removed, add_ids, add_vectors = z['removed'], z['add_ids'], z['add_vectors']
+            except FileNotFoundError:
+                raise
             except (OSError, ValueError, KeyError, EOFError) as e:
                 raise AnnFormatError('%s: not a readable ANN segment (%s)' % (p, e)) from None
             try:
@@ -456,11 +465,67 @@ class AnnIndex:
                 raise AnnFormatError('%s: %s' % (p, e)) from None
         self._pending_removed, self._pending_add_ids, self._pending_add_vectors = [], [], []
         self._needs_base = False
+        self.meta = dict(m.get('meta') or {})
         if len(self) != m['rows']:
             raise AnnFormatError('%s: manifest says %d rows, the files hold %d'
                                  % (d / MANIFEST, m['rows'], len(self)))
         self._saved = (d, m)
         return self
+
+
+def saved_ids(directory: PathLike) -> Tuple[np.ndarray, dict]:
+    """``(live ids int64 sorted, manifest)`` of the ANN index saved in ``directory``, read
+    from its id files only (no vectors): what :func:`append_saved` callers diff against."""
+    d = Path(directory).resolve()
+    m = _read_manifest(d)
+    ids = np.array(_load_npy(d / m['base'] / 'ids.npy', np.int64, (int(m['base_rows']),), mmap=True))
+    for seg in m['segments']:
+        try:
+            with np.load(str(d / seg), allow_pickle=False) as z:
+                removed, added = z['removed'], z['add_ids']
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, KeyError, EOFError) as e:
+            raise AnnFormatError('%s: not a readable ANN segment (%s)' % (d / seg, e)) from None
+        ids = np.concatenate([ids[~np.isin(ids, removed)], added.astype(np.int64)])
+    ids.sort()
+    if len(ids) != m['rows']:
+        raise AnnFormatError('%s: manifest says %d rows, the id files hold %d' % (d / MANIFEST, m['rows'], len(ids)))
+    return ids, m
+
+
+def append_saved(directory: PathLike, vectors, ids, removed, meta: Optional[dict] = None,
+                 manifest: Optional[dict] = None) -> None:
+    """Record an update to the ANN index saved in ``directory`` without loading it: remove
+    ``removed`` (ids it holds), then add ``(vectors, ids)`` (ids it does not hold). Writes one
+    segment and a new manifest, a cost proportional to the update; when the segments would
+    exceed ``merge_fraction`` of the base, loads the index and saves a new base instead
+    (amortised over the updates that filled the segments). ``manifest``: as returned by
+    :func:`saved_ids` (read again when omitted)."""
+    d = Path(directory).resolve()
+    m = manifest if manifest is not None else _read_manifest(d)
+    removed = np.unique(np.asarray(removed, dtype=np.int64).ravel())
+    dim = int(m['dim'])
+    v = _check_vectors(vectors, dim) if len(ids) else np.zeros((0, dim), np.float32)
+    ids = _check_ids(ids, len(v))
+    seg_rows = int(m['segment_rows']) + len(removed) + len(ids)
+    if seg_rows > float(m['merge_fraction']) * max(int(m['base_rows']), 1):
+        ann = AnnIndex.load(d)
+        ann.remove(removed)
+        ann.add(v, ids)
+        if meta is not None:
+            ann.meta = dict(meta)
+        ann.save(d)
+        return
+    if not len(removed) and not len(ids) and meta is None:
+        return
+    shell = AnnIndex.__new__(AnnIndex)
+    shell.dim, shell.nprobe = dim, int(m['nprobe'])
+    shell.meta = dict(meta if meta is not None else m.get('meta') or {})
+    shell._pending_removed, shell._pending_add_ids, shell._pending_add_vectors = [removed], [ids], [v]
+    new = shell._write_segment(d, m)
+    new['rows'] = int(m['rows']) - len(removed) + len(ids)
+    _write_manifest(d, new)
 
 
 def _unlink(p: Path) -> None:
@@ -473,6 +538,8 @@ def _unlink(p: Path) -> None:
 def _load_npy(path: Path, dtype, shape, mmap: bool = False) -> np.ndarray:
     try:
         a = np.load(str(path), allow_pickle=False, mmap_mode='r' if mmap else None)
+    except FileNotFoundError:
+        raise  # a writer replaced it after we read the manifest: the caller reads again
     except (OSError, ValueError, EOFError) as e:
         raise AnnFormatError('%s: not a readable .npy file (%s)' % (path, e)) from None
     if a.dtype != dtype or tuple(a.shape) != tuple(shape):

@@ -421,7 +421,7 @@ class Index:
         """Candidates from the approximate index, re-scored with the stored rows (so scores
         are true cosines) and ordered as the exact scan orders them."""
         cand = ann.search(q, min(k, self._live_count))
-        cand = np.asarray(cand[0] if isinstance(cand, tuple) else cand, dtype=np.int64).reshape(len(q), -1)
+        cand = np.asarray(cand[1] if isinstance(cand, tuple) else cand, dtype=np.int64).reshape(len(q), -1)
         out = []
         for qi in range(len(q)):
             ids = cand[qi][cand[qi] >= 0]
@@ -439,16 +439,18 @@ def _ann_for(index: Index):
     """The approximate index for ``index``'s rows, or None (then search scans).
 
     The seam where vseimageencoder.index.ann plugs in: it must return an object whose
-    ``search(queries (Q, D) unit float32, k)`` gives candidate ids ``(Q, k)`` int64 (-1 for
-    none), or a tuple whose first item is that.
+    ``search(queries (Q, D) unit float32, k)`` gives ``(scores, ids)``, ids ``(Q, k)`` int64
+    (-1 for none).
     """
-    return None
+    from .ann_store import ann_for
+    return ann_for(index)
 
 
 def _ann_after_update(writer: 'Writer') -> None:
     """Bring the approximate index in step with what ``writer`` committed (the seam where
-    vseimageencoder.index.ann plugs in; nothing to do while there is none)."""
-    return None
+    vseimageencoder.index.ann plugs in)."""
+    from .ann_store import ann_after_update
+    ann_after_update(writer)
 
 
 def open_index(directory: PathLike, ann_threshold: int = ANN_THRESHOLD) -> Index:

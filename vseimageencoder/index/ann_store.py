@@ -1,0 +1,142 @@
+"""Keeping the approximate index (:mod:`.ann`) of an index folder in step with its rows.
+
+``INDEX_DIR/ann/`` holds an :class:`~.ann.AnnIndex` save whose ``meta`` names the index commit
+it reflects. The store calls two functions (its seams):
+
+* :func:`ann_after_update` (the writer, after an update's last commit): builds ``ann/`` once
+  the index holds :data:`~.store.ANN_THRESHOLD` live rows; afterwards brings it in step by
+  diffing ids (rows added and removed since) and appending one segment, so an update writes in
+  proportion to its size. A wholesale change (``--rebuild``, another width) builds it anew.
+* :func:`ann_for` (a reader): loads ``ann/`` once per view and, when the view is at a newer
+  commit than the save (a writer killed between its commit and the ANN update, or a view
+  refreshed since), applies the difference in memory. So the approximate path always answers
+  for exactly the committed rows; a removed row is never returned.
+
+The order (rows committed first, ANN second) is what makes a crash harmless: the rows are the
+truth and the ANN is derived from them by id.
+"""
+import logging
+import time
+from typing import Optional
+
+import numpy as np
+
+from . import ann as _ann
+
+logger = logging.getLogger(__name__)
+
+#: Changes above this share of the live rows rebuild the ANN (new cells) instead of patching it.
+REBUILD_FRACTION = 0.5
+#: ``--ann`` on an index without a saved ANN builds one in memory up to this many rows.
+IN_MEMORY_LIMIT = 200000
+
+
+def _dir(index_dir):
+    from .store import ANN_DIR
+    return index_dir / ANN_DIR
+
+
+def _stamp(view) -> dict:
+    return {'commit': int(view.commit), 'generation': int(view.manifest['generation'])}
+
+
+def _live_rows(view, ids: np.ndarray) -> np.ndarray:
+    return np.searchsorted(view._ids, ids)
+
+
+def _vectors_of(view, ids: np.ndarray) -> np.ndarray:
+    return np.asarray(view._vectors[_live_rows(view, ids)], np.float32)
+
+
+def _build(view) -> '_ann.AnnIndex':
+    ids = view.ids()
+    if view._live.all():
+        vectors = view._vectors  # the memory map: read in chunks, never copied whole
+    else:
+        vectors = np.asarray(view._vectors[view._live], np.float32)
+    t = time.perf_counter()
+    ann = _ann.AnnIndex.build(vectors, ids)
+    logger.info('approximate index of %d rows built in %.1f s (%d cells)', len(ids), time.perf_counter() - t,
+                ann.nlist)
+    return ann
+
+
+def ann_after_update(writer) -> None:
+    """Bring ``writer.directory/ann`` in step with the committed rows (see the module doc)."""
+    from . import store
+    from .store import open_index
+
+    view = writer.view
+    if view is None or view.manifest['generation'] != writer.manifest['generation']:
+        view = open_index(writer.directory)
+    else:
+        view.refresh()
+    where = _dir(writer.directory)
+    live = view.ids()
+    exists = (where / _ann.MANIFEST).exists()
+    if not exists and len(live) < store.ANN_THRESHOLD:
+        return
+    stamp = _stamp(view)
+    if exists:
+        try:
+            held, m = _ann.saved_ids(where)
+        except (_ann.AnnFormatError, FileNotFoundError) as e:
+            logger.warning('rebuilding the approximate index: %s', e)
+            held, m = None, None
+        if held is not None and int(m['dim']) == view.dim:
+            live_sorted = np.sort(live)
+            gone = held[~np.isin(held, live_sorted, assume_unique=True)]
+            new = live_sorted[~np.isin(live_sorted, held, assume_unique=True)]
+            if len(gone) + len(new) <= REBUILD_FRACTION * max(len(live), 1):
+                if len(gone) or len(new) or (m.get('meta') or {}) != stamp:
+                    _ann.append_saved(where, _vectors_of(view, new), new, gone, meta=stamp, manifest=m)
+                return
+    ann = _build(view)
+    ann.meta = stamp
+    ann.save(where)
+
+
+def ann_for(view) -> Optional['_ann.AnnIndex']:
+    """The approximate index answering for exactly ``view``'s live rows, or None (the caller
+    scans). Cached on the view; caught up in memory when the view is newer than the save."""
+    cached = getattr(view, '_ann', None)
+    stamp = _stamp(view)
+    if cached is not None and isinstance(cached, tuple):
+        ann, at = cached
+        if at == stamp:
+            return ann
+    else:
+        ann = _load(view)
+        if ann is None:
+            return None
+    if (ann.meta or {}) != stamp or len(ann) != len(view):
+        held = ann.ids()
+        live = np.sort(view.ids())
+        gone = held[~np.isin(held, live, assume_unique=True)]
+        new = live[~np.isin(live, held, assume_unique=True)]
+        ann.remove(gone)
+        ann.add(_vectors_of(view, new), new)
+        ann.meta = stamp
+    view._ann = (ann, stamp)
+    return ann
+
+
+def _load(view):
+    where = _dir(view.directory)
+    if (where / _ann.MANIFEST).exists():
+        for attempt in range(5):
+            try:
+                ann = _ann.AnnIndex.load(where)
+            except FileNotFoundError:
+                continue  # a writer replaced a part after we read its manifest: read again
+            except _ann.AnnFormatError as e:
+                logger.warning('%s: not using the approximate index: %s', view.directory, e)
+                break
+            if ann.dim == view.dim:
+                return ann
+            break
+    if len(view) <= IN_MEMORY_LIMIT:
+        return _build(view)
+    logger.warning('%s has %d rows and no usable approximate index (ann/); '
+                   'run `vseimageencoder index` on it to build one', view.directory, len(view))
+    return None
