@@ -23,9 +23,9 @@ def add_parser(sub):
                    help='address to listen on (default: 127.0.0.1, this machine only; anything '
                         'else exposes the page and every indexed photo without a password)')
     s.add_argument('--port', type=int, default=8000, help='TCP port (default: 8000)')
-    s.add_argument('--model-path', default='pretrained',
+    s.add_argument('--model-path', default=None,
                    help='VSE++ checkpoint, or folder holding model_best.pth.tar; the one the index '
-                        'was built with (default: pretrained)')
+                        'was built with (default: the one the index records, else pretrained)')
     s.add_argument('--vocab-path', default=None,
                    help='vocabulary pickle or its folder (default: <data_name>_vocab.pkl beside the checkpoint)')
     s.add_argument('--device', default='cpu', help="torch device of both towers (default: cpu)")

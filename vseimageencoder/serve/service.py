@@ -99,7 +99,8 @@ class SearchService:
     """The towers and the index behind ``vseimageencoder serve``.
 
     :param index_dir: an index folder (``vseimageencoder index``).
-    :param model_path: the checkpoint the index was built with (file or folder).
+    :param model_path: the checkpoint the index was built with (file or folder); None: the
+        one the index records, if it is still there, else ``pretrained`` (as ``search`` does).
     :param vocab_path: its vocabulary (None: beside the checkpoint).
     :param device: torch device of both towers.
     :param precision: arithmetic of both towers (``fp32`` faithful, ``bf16``, ``fp16``, ``auto``).
@@ -109,14 +110,17 @@ class SearchService:
     :param max_batch: the most queries answered in one pass of a tower and the index.
     """
 
-    def __init__(self, index_dir, model_path='pretrained', vocab_path=None, device: str = 'cpu',
+    def __init__(self, index_dir, model_path=None, vocab_path=None, device: str = 'cpu',
                  precision: str = 'fp32', refresh_seconds: float = 2.0, max_batch: int = 64):
         from ..encoders import ImageEncoder, TextEncoder
-        from ..index import ProvenanceMismatchError, open_index
+        from ..index import ProvenanceMismatchError, open_index, unescape
 
         self.index_dir = Path(index_dir)
         self._ix = open_index(self.index_dir)
         provenance = self._ix.provenance or {}
+        if model_path is None:
+            recorded = unescape(provenance['checkpoint']) if provenance.get('checkpoint') else None
+            model_path = recorded if recorded and Path(recorded).exists() else 'pretrained'
         self.text = TextEncoder(model_path, vocab_path, precision, device)
         check_provenance(self._ix, self.text.checkpoint_path, self.index_dir)
         if self.text.embed_size != self._ix.dim:

@@ -34,7 +34,8 @@ def probe(data: bytes):
         with Image.open(io.BytesIO(data)) as img:
             return img.format, img.size[0], img.size[1]
     except Image.DecompressionBombError as e:
-        raise TooLarge('the upload declares too many pixels to decode: %s' % e) from None
+        # Pillow's own guard, past twice its MAX_IMAGE_PIXELS; its message gives the count.
+        raise TooLarge('the uploaded image declares too many pixels to decode: %s' % e) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise BadRequest('the upload (%d bytes) is not an image: %s' % (len(data), _reason(e))) from None
 
