@@ -147,3 +147,58 @@ def serving(index_dir, model_path, python: str = sys.executable, extra=(), start
         yield server
     finally:
         stop_process_group(proc)
+
+
+# --------------------------------------------------------------------------- the browser
+
+#: Debian's paths; VSE_CHROMIUM / VSE_CHROMEDRIVER name others.
+CHROMIUM = os.environ.get('VSE_CHROMIUM', '/usr/bin/chromium')
+CHROMEDRIVER = os.environ.get('VSE_CHROMEDRIVER', '/usr/bin/chromedriver')
+#: Headless, and nothing that talks to anyone but the page's server: no QUIC, no background
+#: or component updates, no sync, no first-run pings; a fresh profile every time.
+CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+                  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+                  '--disable-dev-shm-usage', '--disable-default-apps', '--disable-extensions',
+                  '--no-default-browser-check', '--metrics-recording-only', '--mute-audio']
+
+
+def chromium_missing() -> Optional[str]:
+    """Why the browser tests cannot run here, or None."""
+    import shutil
+
+    for path, package in ((CHROMIUM, 'chromium'), (CHROMEDRIVER, 'chromium-driver')):
+        if not (shutil.which(path) or os.path.exists(path)):
+            return ('%s not found: install Debian\'s %s package (scripts/setup.sh does, as root)'
+                    % (path, package))
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return 'selenium is not installed (requirements.txt)'
+    return None
+
+
+def chromium(profile_dir, width: int = 1280, height: int = 900):
+    """A selenium driver for Debian's headless Chromium, its profile in ``profile_dir``
+    (fresh), the network log on, so a test can list every request the page made."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    # Selenium Manager would look for (and download) drivers: the paths are given instead.
+    os.environ['SE_OFFLINE'] = 'true'
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS + ['--user-data-dir=%s' % profile_dir,
+                                  '--window-size=%d,%d' % (width, height)]:
+        opts.add_argument(flag)
+    opts.set_capability('goog:loggingPrefs', {'performance': 'ALL'})
+    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+
+
+def requested_urls(driver) -> List[str]:
+    """Every URL the browser requested since the last call (from the performance log)."""
+    urls = []
+    for entry in driver.get_log('performance'):
+        message = json.loads(entry['message'])['message']
+        if message.get('method') == 'Network.requestWillBeSent':
+            urls.append(message['params']['request']['url'])
+    return urls
