@@ -1,0 +1,139 @@
+"""``vseimageencoder evaluate``: VSE++'s retrieval protocol (R@K, medr, meanr, rsum) on a split."""
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, logger, progress_enabled, progress_flags
+
+
+def add_data_flags(p, split_help=True):
+    """``--karpathy JSON --images ROOT`` or ``--precomp DIR`` (shared with ``train``)."""
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument('--karpathy', metavar='JSON',
+                   help='Karpathy-split JSON (dataset_coco.json, dataset_flickr30k.json, ...)')
+    g.add_argument('--precomp', metavar='DIR',
+                   help="folder of precomputed features: {split}_ims.npy and {split}_caps.txt")
+    p.add_argument('--images', metavar='ROOT',
+                   help='folder the JSON\'s images are in (filepath/filename under it)')
+
+
+def add_parser(sub):
+    e = sub.add_parser('evaluate', help='image-caption retrieval figures of a model on a data split',
+                       description='Encode the images and captions of a split (five captions per '
+                                   'image: the first five of each) and report VSE++\'s figures: '
+                                   'R@1/5/10, medr and meanr for image->text and text->image, and '
+                                   'rsum. Ties in score count against the query.')
+    add_data_flags(e)
+    e.add_argument('--split', default='test', help='split to evaluate (default: test)')
+    e.add_argument('--fold5', action='store_true',
+                   help="cut the images into five consecutive folds, score each and average "
+                        "(COCO's 1K protocol); without it all images at once (COCO 5K)")
+    e.add_argument('--model-path', default='pretrained',
+                   help='VSE++ checkpoint, or folder holding model_best.pth.tar (default: pretrained)')
+    e.add_argument('--vocab-path', default=None,
+                   help='vocabulary pickle or its folder (default: <data_name>_vocab.pkl beside the checkpoint)')
+    e.add_argument('--batch-size', type=int, default=128, help='images per forward pass (default: 128)')
+    e.add_argument('--device', default='cpu', help="torch device, e.g. 'cuda:0' (default: cpu)")
+    e.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16', 'auto'),
+                   help='tower precision (default: fp32, faithful)')
+    from ..preprocess import DEFAULT_RESIZE, RESIZE_MODES
+    e.add_argument('--resize', default=DEFAULT_RESIZE, choices=RESIZE_MODES,
+                   help='image transform, as for encode (default: %s)' % DEFAULT_RESIZE)
+    e.add_argument('--readers', type=int, default=None, metavar='N',
+                   help='threads reading images ahead of the model (default: half the cores)')
+    e.add_argument('-o', '--output', metavar='FILE.json', help='also write the figures as JSON')
+    e.add_argument('--ranks', metavar='FILE.npz',
+                   help="save every query's 0-based rank (arrays i2t (N,) and t2i (5N,))")
+    progress_flags(e)
+
+
+def _write_atomically(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + path.name + '.', suffix='.part', dir=str(path.parent))
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, str(path))
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def run(args) -> int:
+    from ..checkpoint import CheckpointError
+    from ..vocab import VocabularyError
+    from ..training.data import DataError
+
+    if args.batch_size < 1:
+        logger.error('--batch-size must be at least 1, got %d', args.batch_size)
+        return EXIT_ERROR
+    if args.karpathy and not args.images:
+        logger.error('--karpathy needs --images ROOT, the folder its images are in')
+        return EXIT_ERROR
+    try:
+        result = evaluate_model(args)
+    except KeyboardInterrupt:
+        logger.error('interrupted; nothing written')
+        return EXIT_INTERRUPTED
+    except (CheckpointError, VocabularyError, DataError, FileNotFoundError, ValueError, OSError) as e:
+        logger.error('%s', e)
+        return EXIT_ERROR
+    from ..training.metrics import format_table
+    sys.stdout.write(format_table(result, 'split %r of %s, model %s (sha256 %s)' % (
+        args.split, args.karpathy or args.precomp, result['checkpoint'], result['model'][:12])) + '\n')
+    return EXIT_OK
+
+
+def evaluate_model(args) -> dict:
+    """Load the model and the split, score it, write ``--output`` / ``--ranks``; the result."""
+    import numpy as np
+
+    from ..encoders import ImageEncoder, TextEncoder
+    from ..training.data import DataError, load_split
+    from ..training.evaluation import evaluate_split
+    from ..weights import sha256_of
+
+    split = load_split(args.split, args.karpathy, args.images, args.precomp)
+    image_enc = ImageEncoder(args.model_path, precision=args.precision, device=args.device,
+                             resize=args.resize)
+    if image_enc.options.precomputed != split.precomputed:
+        raise DataError('%s is a %s model, but %s holds %s' % (
+            image_enc.checkpoint_path,
+            'precomputed-feature' if image_enc.options.precomputed else 'full-image (%s)' % image_enc.options.cnn_type,
+            split.source, 'precomputed features' if split.precomputed else 'image files'))
+    if split.precomputed and split.features.shape[1] != image_enc.options.img_dim:
+        raise DataError('%s has %d-d features, but %s expects %d-d' % (
+            split.source, split.features.shape[1], image_enc.checkpoint_path, image_enc.options.img_dim))
+    text_enc = TextEncoder(args.model_path, args.vocab_path, precision=args.precision, device=args.device)
+    logger.info('evaluating split %r: %d images, %d captions', args.split, len(split), len(split.captions))
+    progress = None
+    if progress_enabled(args) and not split.precomputed:
+        total = len(split)
+
+        def progress(done):
+            sys.stderr.write('\rencoded %d/%d images' % (done, total))
+            sys.stderr.flush()
+    result = evaluate_split(split, image_enc.model, text_enc.encode_checked, folds=5 if args.fold5 else 1,
+                            batch_size=args.batch_size, resize=args.resize, readers=args.readers,
+                            image_progress=progress)
+    if progress:
+        sys.stderr.write('\n')
+    logger.info('encoded in %.1f s, ranked in %.2f s', result['seconds']['encode'], result['seconds']['rank'])
+    ranks = result.pop('ranks')
+    result['model'] = sha256_of(image_enc.checkpoint_path)
+    result['checkpoint'] = str(image_enc.checkpoint_path)
+    if args.output:
+        doc = {k: result[k] for k in ('i2t', 't2i', 'rsum', 'images', 'captions', 'folds', 'model')}
+        doc.update(split=args.split, checkpoint=result['checkpoint'])
+        _write_atomically(Path(args.output),
+                          lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=2) + '\n', encoding='utf-8'))
+    if args.ranks:
+        def write_npz(tmp):
+            with open(tmp, 'wb') as f:
+                np.savez(f, i2t=ranks['i2t'], t2i=ranks['t2i'], folds=np.int64(result['folds']))
+        _write_atomically(Path(args.ranks), write_npz)
+    return result

@@ -1,0 +1,109 @@
+"""Encoding a split with the package's encoders and scoring it by VSE++'s protocol.
+
+The same paths users get: images go through the evaluation transform
+(:func:`vseimageencoder.preprocess.transform`) on reader threads, then the tower in batches;
+captions through the vocabulary's tokenisation and the text tower. The ranking is
+:mod:`.metrics`.
+"""
+import functools
+import logging
+import time
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from .data import CaptionedSplit, DataError
+from .metrics import evaluate_embeddings
+
+logger = logging.getLogger(__name__)
+
+
+def encode_image_files(model: Callable, paths: Sequence, batch_size: int = 32,
+                       resize: Optional[str] = None, readers: Optional[int] = None,
+                       progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
+    """float32 ``(len(paths), embed_size)``: ``model`` (float32 ``(B, 3, 224, 224)`` tensor ->
+    ``(B, embed_size)`` tensor) applied to the transformed images, in order.
+
+    Unlike ``encode`` (which skips unreadable files), evaluation needs every image: an
+    unreadable one is a :class:`DataError` naming it.
+    """
+    import torch
+
+    from ..preprocess import CHANNELS, CROP, DEFAULT_RESIZE, ImageReadError, check_resize, transform
+    from ..reader import default_readers, read_in_order
+
+    resize = check_resize(resize or DEFAULT_RESIZE)
+    readers = default_readers() if readers is None else readers
+    out, batch = [], np.empty((batch_size, CHANNELS, CROP, CROP), np.float32)
+    filled = 0
+
+    def flush():
+        nonlocal filled
+        if filled:
+            out.append(np.asarray(model(torch.from_numpy(batch[:filled])), dtype=np.float32))
+            filled = 0
+
+    load = functools.partial(transform, resize=resize)
+    with read_in_order(list(paths), load, readers, batch_size + readers, (ImageReadError,)) as images:
+        for i, (p, x) in enumerate(images):
+            if isinstance(x, ImageReadError):
+                raise DataError('image %s cannot be evaluated: %s' % (p, x.reason))
+            batch[filled] = x
+            filled += 1
+            if filled == batch_size:
+                flush()
+                if progress:
+                    progress(i + 1)
+        flush()
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def encode_features(model: Callable, features: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """float32 ``(N, embed_size)``: a precomputed-feature tower over ``(N, img_dim)`` rows."""
+    import torch
+
+    rows = [np.asarray(model(torch.from_numpy(np.ascontiguousarray(features[a:a + batch_size],
+                                                                   dtype=np.float32))), np.float32)
+            for a in range(0, len(features), batch_size)]
+    return np.concatenate(rows)
+
+
+def encode_captions(encode_batch: Callable[[list], np.ndarray], captions: Sequence[str],
+                    batch_size: int = 256) -> np.ndarray:
+    """float32 ``(len(captions), embed_size)`` from ``encode_batch`` (a list of str ->
+    ``(b, embed_size)`` array), a batch at a time. Captions of similar length share a batch
+    (less padding for the GRU); rows come back in input order."""
+    order = sorted(range(len(captions)), key=lambda j: len(captions[j]))
+    out = None
+    for a in range(0, len(order), batch_size):
+        idx = order[a:a + batch_size]
+        emb = np.asarray(encode_batch([captions[j] for j in idx]), np.float32)
+        if out is None:
+            out = np.empty((len(captions), emb.shape[1]), np.float32)
+        out[idx] = emb
+    return out
+
+
+def evaluate_split(split: CaptionedSplit, image_model: Callable, caption_encoder: Callable,
+                   folds: int = 1, batch_size: int = 128, resize: Optional[str] = None,
+                   readers: Optional[int] = None, image_progress=None) -> dict:
+    """Encode ``split`` (image files or features) and its captions, then score it.
+
+    :param image_model: tensor batch -> embedding tensor (the tower, or
+        :class:`~vseimageencoder.inference.InferenceTower`).
+    :param caption_encoder: list of str -> float32 ``(b, embed_size)`` array.
+    :return: :func:`.metrics.evaluate_embeddings`' result, with ``seconds`` for the encoding
+        and the ranking added.
+    """
+    t0 = time.monotonic()
+    if split.precomputed:
+        img = encode_features(image_model, split.features)
+    else:
+        split.check_files()
+        img = encode_image_files(image_model, split.paths, batch_size, resize, readers, image_progress)
+    cap = encode_captions(caption_encoder, split.captions, max(batch_size, 128))
+    t1 = time.monotonic()
+    result = evaluate_embeddings(img, cap, folds)
+    t2 = time.monotonic()
+    result['seconds'] = {'encode': t1 - t0, 'rank': t2 - t1}
+    return result

@@ -1,0 +1,155 @@
+"""VSE++'s retrieval protocol on embeddings: ranks, R@K, medr, meanr, rsum, 5-fold (numpy only).
+
+Layout: ``images`` is ``(N, D)``, ``captions`` is ``(5N, D)`` with captions ``5i .. 5i+4``
+describing image ``i``; both L2-normalised, so a score is a dot product (a cosine).
+
+Ranks are 0-based. Image to text: the position of the best-placed of the image's five
+captions among all ``5N`` captions; text to image: the position of the caption's image among
+all ``N`` images. **Ties** are broken against the query, deterministically: a wrong candidate
+whose score equals the true one's is placed before it. So a rank is the number of wrong
+candidates scoring at least as high as the (best) true one, and a model that gives every
+pair the same score ranks last, not first. Without ties (the usual case with float scores)
+this is the position any sort gives.
+
+Scores are computed a block of queries at a time (``chunk_bytes`` of float32 scores per
+block) and ranks are counts, not sorts: O(N x 5N) work and bounded memory.
+"""
+import math
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+CAPTIONS_PER_IMAGE = 5
+RECALLS = (1, 5, 10)
+#: Scores held at once per block of queries (float32): 5,000 x 25,000 goes in 40 blocks.
+DEFAULT_CHUNK_BYTES = 64 << 20
+
+
+def check_embeddings(images: np.ndarray, captions: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Both as float32 C arrays after checking the ``(N, D)`` / ``(5N, D)`` layout; ValueError
+    names the shapes at fault."""
+    images = np.ascontiguousarray(images, dtype=np.float32)
+    captions = np.ascontiguousarray(captions, dtype=np.float32)
+    if images.ndim != 2 or captions.ndim != 2 or images.shape[1] != captions.shape[1]:
+        raise ValueError('expected (N, D) image and (5N, D) caption embeddings, got %s and %s'
+                         % (images.shape, captions.shape))
+    if len(images) == 0:
+        raise ValueError('no images to evaluate')
+    if len(captions) != CAPTIONS_PER_IMAGE * len(images):
+        raise ValueError('%d captions for %d images; the protocol needs exactly %d per image'
+                         % (len(captions), len(images), CAPTIONS_PER_IMAGE))
+    return images, captions
+
+
+def _rows_per_block(width: int, chunk_bytes: int) -> int:
+    return max(1, chunk_bytes // (4 * max(width, 1)))
+
+
+def i2t_ranks(images: np.ndarray, captions: np.ndarray,
+              chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> np.ndarray:
+    """int64 ``(N,)``: for each image, the 0-based rank of its best-placed true caption."""
+    images, captions = check_embeddings(images, captions)
+    n, k = len(images), CAPTIONS_PER_IMAGE
+    ranks = np.empty(n, dtype=np.int64)
+    step = _rows_per_block(len(captions), chunk_bytes)
+    offsets = np.arange(k)
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        scores = images[a:b] @ captions.T  # (c, 5N)
+        rows = np.arange(b - a)[:, None]
+        true_cols = (np.arange(a, b)[:, None] * k) + offsets  # (c, 5)
+        best = scores[rows, true_cols].max(axis=1)
+        scores[rows, true_cols] = -np.inf
+        ranks[a:b] = np.count_nonzero(scores >= best[:, None], axis=1)
+    return ranks
+
+
+def t2i_ranks(images: np.ndarray, captions: np.ndarray,
+              chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> np.ndarray:
+    """int64 ``(5N,)``: for each caption, the 0-based rank of its image among all images."""
+    images, captions = check_embeddings(images, captions)
+    m = len(captions)
+    ranks = np.empty(m, dtype=np.int64)
+    step = _rows_per_block(len(images), chunk_bytes)
+    for a in range(0, m, step):
+        b = min(m, a + step)
+        scores = captions[a:b] @ images.T  # (c, N)
+        rows = np.arange(b - a)
+        true_cols = np.arange(a, b) // CAPTIONS_PER_IMAGE
+        true = scores[rows, true_cols].copy()
+        scores[rows, true_cols] = -np.inf
+        ranks[a:b] = np.count_nonzero(scores >= true[:, None], axis=1)
+    return ranks
+
+
+def summarize(ranks: np.ndarray) -> Dict[str, float]:
+    """``r1``, ``r5``, ``r10`` (percent of ranks below K), ``medr`` = floor(median) + 1 and
+    ``meanr`` = mean + 1 (1-based), of 0-based ranks."""
+    ranks = np.asarray(ranks)
+    out = {'r%d' % k: 100.0 * float(np.count_nonzero(ranks < k)) / len(ranks) for k in RECALLS}
+    out['medr'] = float(math.floor(np.median(ranks)) + 1)
+    out['meanr'] = float(ranks.mean() + 1)
+    return out
+
+
+def fold_bounds(n_images: int, folds: int):
+    """``folds`` consecutive image ranges ``[a, b)`` covering ``0 .. n_images`` (sizes differ
+    by at most one; COCO's 5,000 test images give five folds of 1,000)."""
+    if folds < 1:
+        raise ValueError('folds must be at least 1, got %d' % folds)
+    if n_images < folds:
+        raise ValueError('%d images cannot be cut into %d folds' % (n_images, folds))
+    edges = [round(i * n_images / folds) for i in range(folds + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def evaluate_embeddings(images: np.ndarray, captions: np.ndarray, folds: int = 1,
+                        chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Dict:
+    """The protocol's figures.
+
+    :param folds: 1 for all images at once (Flickr30K 1K, COCO 5K); 5 for COCO's 1K protocol:
+        every metric is computed within each fold (its images and their captions) and the
+        folds' figures are averaged; ``rsum`` is the sum of the six averaged recalls.
+    :return: ``{'i2t': {r1, r5, r10, medr, meanr}, 't2i': {...}, 'rsum', 'images',
+        'captions', 'folds', 'ranks': {'i2t': int64 (N,), 't2i': int64 (5N,)}}``; with
+        folds, each rank is the rank within its fold.
+    """
+    images, captions = check_embeddings(images, captions)
+    per_fold, i2t_all, t2i_all = [], [], []
+    for a, b in fold_bounds(len(images), folds):
+        im, cap = images[a:b], captions[a * CAPTIONS_PER_IMAGE:b * CAPTIONS_PER_IMAGE]
+        r_i2t, r_t2i = i2t_ranks(im, cap, chunk_bytes), t2i_ranks(im, cap, chunk_bytes)
+        i2t_all.append(r_i2t)
+        t2i_all.append(r_t2i)
+        per_fold.append((summarize(r_i2t), summarize(r_t2i)))
+    result = {}
+    for side, idx in (('i2t', 0), ('t2i', 1)):
+        keys = per_fold[0][idx].keys()
+        result[side] = {k: float(np.mean([f[idx][k] for f in per_fold])) for k in keys}
+    result['rsum'] = rsum(result)
+    result['images'] = int(len(images))
+    result['captions'] = int(len(captions))
+    result['folds'] = int(folds)
+    result['ranks'] = {'i2t': np.concatenate(i2t_all), 't2i': np.concatenate(t2i_all)}
+    return result
+
+
+def rsum(result: Dict) -> float:
+    """The sum of the six recalls (R@1, R@5, R@10 both ways) of a result."""
+    return float(sum(result[side]['r%d' % k] for side in ('i2t', 't2i') for k in RECALLS))
+
+
+def format_table(result: Dict, title: Optional[str] = None) -> str:
+    """The figures as a small plain-text table."""
+    lines = []
+    if title:
+        lines.append(title)
+    lines.append('%-14s %7s %7s %7s %7s %9s' % ('', 'R@1', 'R@5', 'R@10', 'medr', 'meanr'))
+    for side, name in (('i2t', 'image->text'), ('t2i', 'text->image')):
+        r = result[side]
+        lines.append('%-14s %7.2f %7.2f %7.2f %7.1f %9.2f' % (name, r['r1'], r['r5'], r['r10'],
+                                                              r['medr'], r['meanr']))
+    lines.append('rsum %.2f  (%d images, %d captions, %s)' % (
+        result['rsum'], result['images'], result['captions'],
+        '%d folds averaged' % result['folds'] if result['folds'] > 1 else 'all at once'))
+    return '\n'.join(lines)
