@@ -18,6 +18,8 @@ COMMANDS = {
     'encode': 'encode',
     'download': 'download',
     'search': 'search',
+    'evaluate': 'evaluate',
+    'train': 'train',
     'serve': 'serve',
 }
 
