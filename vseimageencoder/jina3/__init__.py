@@ -35,5 +35,7 @@ _require_jina3()
 
 from .docs import CrossModalDoc, ImageDoc, TextDoc  # noqa: E402
 from .executors import VSEImageEncoder, VSETextEncoder  # noqa: E402
+from .searcher import MatchDoc, SearchDoc, VSEMatchMerger, VSESearcher  # noqa: E402
 
-__all__ = ['VSEImageEncoder', 'VSETextEncoder', 'CrossModalDoc', 'ImageDoc', 'TextDoc', '__version__']
+__all__ = ['VSEImageEncoder', 'VSETextEncoder', 'CrossModalDoc', 'ImageDoc', 'TextDoc', '__version__',
+           'VSESearcher', 'VSEMatchMerger', 'SearchDoc', 'MatchDoc']
