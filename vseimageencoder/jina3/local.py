@@ -1,10 +1,13 @@
-"""Keep a jina 3 process from reaching beyond this machine.
+"""Keep a jina 3 process from reaching beyond this machine, and let HTTP Deployments exit.
 
 jina 3 sends telemetry, looks up its public IP at every Deployment/Flow start
 (api.ipify.org, ident.me, checkip.amazonaws.com) and, when it writes Kubernetes or
 docker-compose manifests, asks Docker Hub and its hub API for image tags. Call
 :func:`keep_jina_local` before jina is imported (for the environment variables, which child
 processes inherit) in the process that starts Deployments/Flows or exports manifests.
+
+It also installs :func:`fix_http_shutdown`: without it a jina 3.34 ``Deployment(protocol='http')``
+never leaves its ``with`` block (see :mod:`vseimageencoder._jina3_fixes` for why).
 """
 import os
 
@@ -32,3 +35,22 @@ def keep_jina_local(gateway_image: str = GATEWAY_IMAGE) -> None:
     for mod in (config_helper, k8s, compose):
         # Docker Hub has jinaai/jina:<version> for every release.
         mod.get_base_executor_version = lambda: jina.__version__
+    fix_http_shutdown()
+
+
+def fix_http_shutdown() -> None:
+    """Make ``Deployment(protocol='http')`` (and its ``with`` block) end promptly: the HTTP
+    load balancer of jina 3.34 otherwise never stops, the Deployment waits 60 s
+    (``timeout_ctrl``) and then for ever, and the balancer keeps its port.
+
+    Patches the balancer in this process (pods started by ``fork`` inherit it) and jina's
+    pod entry point, so that pods started by ``spawn`` (``JINA_MP_START_METHOD=spawn``)
+    apply it in their own interpreter. Call it in the process that starts Deployments,
+    before they start; :func:`keep_jina_local` does.
+    """
+    import jina.orchestrate.pods as pods
+
+    from .._jina3_fixes import fix_http_load_balancer, run_pod
+
+    fix_http_load_balancer()
+    pods.run = run_pod
