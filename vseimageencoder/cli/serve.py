@@ -35,6 +35,9 @@ def add_parser(sub):
                    help='largest photo accepted for search by photo, in MB (default: %(default)g)')
     s.add_argument('--max-k', type=int, default=MAX_K,
                    help='most results one query may ask for (default: %(default)d)')
+    s.add_argument('--max-batch', type=int, default=64,
+                   help='most concurrent queries answered in one pass of a tower and the index '
+                        '(default: %(default)d; 1 answers them one by one)')
     s.add_argument('--batch-size', type=int, default=32,
                    help='with --photos: images per forward pass while indexing (default: 32)')
     progress_flags(s)
@@ -47,8 +50,8 @@ def run(args) -> int:
     if not 0 <= args.port <= 65535:
         logger.error('--port must be 0..65535, got %d', args.port)
         return EXIT_ERROR
-    if args.max_upload_mb <= 0 or args.max_k < 1 or args.batch_size < 1:
-        logger.error('--max-upload-mb, --max-k and --batch-size must be positive')
+    if args.max_upload_mb <= 0 or args.max_k < 1 or args.batch_size < 1 or args.max_batch < 1:
+        logger.error('--max-upload-mb, --max-k, --max-batch and --batch-size must be positive')
         return EXIT_ERROR
     try:
         import uvicorn
@@ -68,7 +71,7 @@ def run(args) -> int:
             logger.info('index %s brought up to date: %s', args.index,
                         ', '.join('%s %d' % kv for kv in counts.as_dict().items()))
         service = SearchService(args.index, args.model_path, args.vocab_path, args.device,
-                                args.precision)
+                                args.precision, max_batch=args.max_batch)
         app = create_app(service, max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
                          max_k=args.max_k)
         if args.host not in LOOPBACK:
