@@ -31,8 +31,16 @@ def png_bytes(pixels) -> bytes:
 
 
 @pytest.fixture(scope='module')
-def image_executor(release):
-    return VSEImageEncoder(model_path=str(release.folder), batch_size=4)
+def image_root(tmp_path_factory):
+    """The folder the module's image executor reads files from (its file_root)."""
+    return tmp_path_factory.mktemp('images')
+
+
+@pytest.fixture(scope='module')
+def image_executor(release, image_root):
+    # URLs on 127.0.0.1 are what the tests can serve: that one address is allowed.
+    return VSEImageEncoder(model_path=str(release.folder), batch_size=4, file_root=str(image_root),
+                           fetch_urls=True, allow_private_urls=['127.0.0.1/32'])
 
 
 @pytest.fixture(scope='module')
@@ -58,7 +66,8 @@ def test_image_executor_equals_core_and_reference(release, pixels, image_executo
 
 
 def test_resize_exact_is_the_faithful_transform(release, pixels, tmp_path):
-    exact = VSEImageEncoder(model_path=str(release.folder), batch_size=4, resize='exact')
+    exact = VSEImageEncoder(model_path=str(release.folder), batch_size=4, resize='exact',
+                            file_root=str(tmp_path))
     f = tmp_path / 'x.png'
     f.write_bytes(png_bytes(pixels[0]))
     docs = DocList[ImageDoc]([ImageDoc(tensor=p) for p in pixels] + [ImageDoc(url=str(f))])
@@ -69,14 +78,14 @@ def test_resize_exact_is_the_faithful_transform(release, pixels, tmp_path):
         VSEImageEncoder(model_path=str(release.folder), resize='bilinear')
 
 
-def test_every_input_form_gives_the_same_embedding(release, pixels, image_executor, tmp_path):
+def test_every_input_form_gives_the_same_embedding(release, pixels, image_executor, image_root):
     p = pixels[1]
-    f = tmp_path / 'x.png'
+    f = image_root / 'x.png'
     f.write_bytes(png_bytes(p))
     handler = type('H', (http.server.SimpleHTTPRequestHandler,), {
         'log_message': lambda *a: None,
         '__init__': lambda self, *a, **k: http.server.SimpleHTTPRequestHandler.__init__(
-            self, *a, directory=str(tmp_path), **k)})
+            self, *a, directory=str(image_root), **k)})
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -86,6 +95,7 @@ def test_every_input_form_gives_the_same_embedding(release, pixels, image_execut
             ImageDoc(tensor=transform(p)),                     # transformed float (3, H, W)
             ImageDoc(blob=png_bytes(p)),
             ImageDoc(url=str(f)),
+            ImageDoc(url='x.png'),                             # relative to file_root
             ImageDoc(url=f.as_uri()),
             ImageDoc(url=data_url(p)),
             ImageDoc(url='http://127.0.0.1:%d/x.png' % server.server_address[1]),

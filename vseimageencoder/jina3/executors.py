@@ -7,8 +7,13 @@ the text encoder: documents with only a caption, see :mod:`.docs`), or on none: 
 documents are read and checked first, and a bad one fails the request with an error naming
 it (its position and id) and the fault. Documents of the other tower pass through untouched,
 which is what lets both encoders sit one after the other in a Flow, in either order.
+
+What a client gets back for a failed request is :class:`RequestError`'s message: the fault
+and the document (position and id), no traceback, no server path, no object address; the
+server's log keeps the full traceback.
 """
 import io
+from contextlib import contextmanager
 import urllib.parse
 import urllib.request
 from typing import Dict, List, Optional, Tuple
@@ -18,11 +23,47 @@ from docarray import DocList
 from jina import Executor, requests
 
 from ..encoders import DEFAULT_SEARCH_DIRS, ImageEncoder, check_precision
+from ..fetch import SourcePolicy, SourceRefused
 from ..preprocess import DEFAULT_RESIZE, ImageReadError, check_resize, transform
 from .docs import ImageDoc, TextDoc, has_caption, has_image
 
 #: Both endpoints every encoder serves ('/default' is what jina calls the default endpoint).
 ENDPOINTS = ['/encode', '/default']
+
+
+class RequestError(ValueError):
+    """A request the Executor refuses or cannot serve; the message names the fault and the
+    document, and is all the client is sent."""
+
+    # jina 3 replies to a failed request with traceback.format_exception(type(e), e,
+    # e.__traceback__) of the Executor's exception: interpreter and venv paths, source lines,
+    # object addresses. Read from Python this attribute is always None, so the client gets
+    # the message alone; the interpreter keeps the real traceback at C level, which is what
+    # sys.exc_info() and so the server's own error log use.
+    @property
+    def __traceback__(self):
+        return None
+
+    @__traceback__.setter
+    def __traceback__(self, value):
+        pass
+
+
+@contextmanager
+def _client_errors(logger):
+    """Turn what a request raises into a :class:`RequestError`: named faults (ValueError,
+    TypeError, which this module raises with the document named) keep their message; anything
+    else is logged here with its traceback and reaches the client as its type only."""
+    try:
+        yield
+    except RequestError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise RequestError(str(e)) from None
+    except Exception as e:
+        logger.error('request failed: %r' % e, exc_info=True)
+        raise RequestError('internal error (%s) while encoding this request; the server log '
+                           'has the details' % type(e).__name__) from None
 
 
 def _check_batch_size(value, what: str) -> int:
@@ -32,9 +73,23 @@ def _check_batch_size(value, what: str) -> int:
 
 
 def _request_batch_size(parameters: Optional[Dict], default: int) -> int:
-    if parameters and parameters.get('batch_size') is not None:
-        return _check_batch_size(parameters['batch_size'], "the request's batch_size parameter")
-    return default
+    """The request's ``batch_size`` parameter, or ``default``. Request parameters travel as
+    a protobuf Struct (gRPC) or JSON read into one (HTTP), where every number is a double:
+    ``2`` arrives as ``2.0``, so an integral float counts as that integer; ``2.5`` does not."""
+    if not parameters or parameters.get('batch_size') is None:
+        return default
+    value = parameters['batch_size']
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return _check_batch_size(value, "the request's batch_size parameter")
+
+
+def _without_paths(e: Exception) -> str:
+    """An OSError's reason without the file name the OS attached (it may be a resolved
+    server path the client never sent); other errors as they are."""
+    if isinstance(e, OSError) and e.strerror and (e.filename is not None):
+        return e.strerror
+    return str(e)
 
 
 def _name(i: int, doc) -> str:
@@ -54,23 +109,42 @@ class VSEImageEncoder(Executor):
     :param batch_size: images per forward pass; a request's ``parameters={'batch_size': n}``
         overrides it for that request.
     :param device: torch device, e.g. ``cpu`` or ``cuda:0``.
-    :param url_timeout: seconds allowed for fetching one ``http(s)`` image URL.
+    :param file_root: the folder a document's ``url`` may name files in (symlinks resolved;
+        a relative path in a document is taken relative to it). Default ``'.'``: the working
+        directory of the process serving the Executor when it starts. ``None``: any file the
+        process can read -- unsafe whenever clients are not trusted (they can probe the
+        server's disk).
+    :param fetch_urls: fetch ``http(s)`` URLs (default False: refused, send bytes instead).
+    :param allow_private_urls: with ``fetch_urls``, also fetch from loopback, private,
+        link-local and cloud-metadata addresses -- unsafe when served (a client could make
+        the server call its own network). By default every address a host resolves to, on
+        every redirect, must be public.
+    :param url_timeout: seconds for all URL fetches of one request together (one deadline
+        per request, however many URLs and however slowly a server sends).
     :param max_url_bytes: the largest image an ``http(s)`` URL may deliver.
     :param resize: how images get the VSE++ transform: ``'fast'`` (reduced JPEG decode of
         files, only the crop box resized) or ``'exact'`` (the faithful full decode and resize).
     """
 
     def __init__(self, model_path: str = 'pretrained', precision: str = 'fp32',
-                 batch_size: int = 32, device: str = 'cpu', url_timeout: float = 10.0,
-                 max_url_bytes: int = 64 << 20, resize: str = DEFAULT_RESIZE, **kwargs):
+                 batch_size: int = 32, device: str = 'cpu', file_root: Optional[str] = '.',
+                 fetch_urls: bool = False, allow_private_urls: bool = False,
+                 url_timeout: float = 10.0, max_url_bytes: int = 64 << 20,
+                 resize: str = DEFAULT_RESIZE, **kwargs):
         super().__init__(**kwargs)
         self.resize = check_resize(resize)
         self.batch_size = _check_batch_size(batch_size, 'batch_size')
-        self.url_timeout = float(url_timeout)
-        self.max_url_bytes = int(max_url_bytes)
+        self.sources = SourcePolicy(file_root=file_root, fetch_urls=fetch_urls,
+                                    allow_private_urls=allow_private_urls,
+                                    url_timeout=url_timeout, max_url_bytes=max_url_bytes)
         self.core = ImageEncoder(model_path, channel_axis=1, precision=check_precision(precision),
                                  device=device, search_dirs=DEFAULT_SEARCH_DIRS, resize=self.resize)
         self.logger.info(self.core.describe())
+        self.logger.info('image sources: %s' % self.sources.describe())
+        if file_root is None or allow_private_urls:
+            self.logger.warning('file_root=None or allow_private_urls=True: clients can read any '
+                                'file of this process or reach its private network; serve only '
+                                'to trusted clients')
 
     @property
     def embed_size(self) -> int:
@@ -81,10 +155,15 @@ class VSEImageEncoder(Executor):
                **kwargs) -> DocList[ImageDoc]:
         """Fill ``embedding`` (float32 ``(embed_size,)``) on every document with an image;
         documents with only ``text`` are left to ``VSETextEncoder``; one with neither is an
-        error."""
+        error (:class:`RequestError`, as is any refused source: see the class docstring)."""
+        with _client_errors(self.logger):
+            return self._encode(docs, parameters)
+
+    def _encode(self, docs, parameters):
         batch_size = _request_batch_size(parameters, self.batch_size)
         mine = [i for i, doc in enumerate(docs) if not has_caption(doc)]
-        inputs = {i: self._read(i, docs[i]) for i in mine}
+        deadline = self.sources.deadline()  # one for every URL of the request
+        inputs = {i: self._read(i, docs[i], deadline) for i in mine}
         # Transformed images of different sizes cannot share a forward pass: one group per shape.
         groups: Dict[Tuple[int, ...], List[int]] = {}
         for i, x in inputs.items():
@@ -103,7 +182,7 @@ class VSEImageEncoder(Executor):
 
     # ------------------------------------------------------------------ reading one doc
 
-    def _read(self, i: int, doc: ImageDoc) -> np.ndarray:
+    def _read(self, i: int, doc: ImageDoc, deadline: float) -> np.ndarray:
         """The document's image as the core takes it: float32 ``(3, H, W)`` transformed (or
         ``(img_dim,)`` features for precomputed-feature checkpoints)."""
         if doc.tensor is not None:
@@ -111,7 +190,7 @@ class VSEImageEncoder(Executor):
         if doc.blob is not None:
             return self._from_blob(i, doc)
         if doc.url:
-            return self._from_url(i, doc)
+            return self._from_url(i, doc, deadline)
         raise ValueError('%s has no image: set tensor, blob or url (or text, for '
                          'VSETextEncoder)' % _name(i, doc))
 
@@ -157,12 +236,13 @@ class VSEImageEncoder(Executor):
         ``resize='fast'`` a JPEG gets the reduced decode); ImageReadError if unreadable."""
         return transform(io.BytesIO(data), resize=self.resize)
 
-    def _from_url(self, i: int, doc: ImageDoc) -> np.ndarray:
+    def _from_url(self, i: int, doc: ImageDoc, deadline: float) -> np.ndarray:
         url = doc.url
+        shown = url if len(url) <= 200 else url[:80] + '...(%d characters)' % len(url)
         scheme = urllib.parse.urlsplit(url).scheme.lower()
         try:
             if scheme in ('http', 'https'):
-                return self._bytes_of_url(self._fetch(url))
+                return self._bytes_of_url(self.sources.fetch(url, deadline))
             if scheme == 'data':
                 return self._bytes_of_url(self._data_url_bytes(url))
             if scheme == 'file':
@@ -171,12 +251,17 @@ class VSEImageEncoder(Executor):
                 raise ValueError('unsupported URL scheme %r (http, https, file, data or a path)' % scheme)
             else:
                 path = url
-            return transform(path, resize=self.resize)  # a file: the reduced JPEG decode applies
+            with self.sources.open_file(path) as f:
+                # A file object: under resize='fast' a JPEG still gets the reduced decode.
+                return transform(f, resize=self.resize)
+        except SourceRefused as e:
+            raise ValueError('%s: url %s refused (rule %s): %s' % (_name(i, doc), shown, e.rule, e)) from None
         except ImageReadError as e:
-            raise ValueError('%s: %s' % (_name(i, doc), e)) from None
+            raise ValueError('%s: url %s is not a readable image: %s'
+                             % (_name(i, doc), shown, e.reason)) from None
         except (OSError, ValueError) as e:
-            shown = url if len(url) <= 200 else url[:80] + '...(%d characters)' % len(url)
-            raise ValueError('%s: cannot read image url %s: %s' % (_name(i, doc), shown, e)) from None
+            raise ValueError('%s: cannot read image url %s: %s'
+                             % (_name(i, doc), shown, _without_paths(e))) from None
 
     @staticmethod
     def _data_url_bytes(url: str) -> bytes:
@@ -192,13 +277,6 @@ class VSEImageEncoder(Executor):
             return base64.b64decode(payload, validate=True)
         except binascii.Error as e:
             raise ValueError('the data: URL is not valid base64: %s' % e) from None
-
-    def _fetch(self, url: str):
-        with urllib.request.urlopen(url, timeout=self.url_timeout) as resp:
-            data = resp.read(self.max_url_bytes + 1)
-        if len(data) > self.max_url_bytes:
-            raise ValueError('larger than max_url_bytes=%d' % self.max_url_bytes)
-        return data
 
     def _bytes_of_url(self, data: bytes) -> np.ndarray:
         try:
@@ -241,7 +319,11 @@ class VSETextEncoder(Executor):
                **kwargs) -> DocList[TextDoc]:
         """Fill ``embedding`` (float32 ``(embed_size,)``) on every document with ``text``
         and no image; documents with an image are left to ``VSEImageEncoder``; one with
-        neither is an error."""
+        neither is an error (:class:`RequestError`)."""
+        with _client_errors(self.logger):
+            return self._encode(docs, parameters)
+
+    def _encode(self, docs, parameters):
         batch_size = _request_batch_size(parameters, self.batch_size)
         mine = []
         for i, doc in enumerate(docs):
