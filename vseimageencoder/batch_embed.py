@@ -20,13 +20,13 @@ BatchWriter = Callable[[np.ndarray, Sequence[int]], None]
 
 
 def reading_options(resize: Optional[str], readers: Optional[int]):
-    """``(resize, readers)`` checked, with the defaults filled in; ValueError names a bad one."""
+    """``(resize, readers)`` checked, resize's default filled in; ValueError names a bad one.
+    ``readers`` None stays None: :func:`embed_files` then takes the thread budget's default
+    (:func:`~vseimageencoder.threads.thread_budget`)."""
     from .preprocess import DEFAULT_RESIZE, check_resize
-    from .reader import default_readers
 
     resize = check_resize(resize or DEFAULT_RESIZE)
-    readers = default_readers() if readers is None else readers
-    if readers < 0:
+    if readers is not None and readers < 0:
         raise ValueError('readers must be 0 (read on the main thread) or more, got %d' % readers)
     return resize, readers
 
@@ -42,6 +42,10 @@ def embed_files(model, paths: Sequence, write: BatchWriter, batch_size: int = 32
     reported to ``on_unreadable(position, error)``; ``on_progress(done, skipped)`` follows
     each file. Returns ``(done, skipped)``. Any other error, KeyboardInterrupt included,
     stops the readers and propagates; batches already written stay written.
+
+    ``readers`` (None: the thread budget's default, one per core torch may use, at most 8)
+    threads each read a batch and run ``model`` on it, with ``cores // readers`` torch
+    threads (:mod:`vseimageencoder.lanes`); 0 reads on this thread, the tower using every core.
     """
     import torch
 
@@ -51,6 +55,17 @@ def embed_files(model, paths: Sequence, write: BatchWriter, batch_size: int = 32
     if batch_size < 1:
         raise ValueError('batch size must be at least 1, got %d' % batch_size)
     resize, readers = reading_options(resize, readers)
+    if readers != 0:
+        # Lanes (vseimageencoder/lanes.py): each reader thread reads a batch and runs the
+        # tower on it with its share of the cores torch may use; readers feeding a tower on
+        # this thread fought its OpenMP threads for the cores (issue 17).
+        from .lanes import embed_in_lanes
+        from .threads import thread_budget
+
+        budget = thread_budget(torch.get_num_threads(), readers)
+        return embed_in_lanes(model, list(paths), functools.partial(transform, resize=resize), write,
+                              batch_size, budget.reader_threads, budget.torch_threads,
+                              (ImageReadError,), on_unreadable, on_progress)
     batch = np.empty((batch_size, CHANNELS, CROP, CROP), np.float32)
     positions = []
     done = skipped = 0

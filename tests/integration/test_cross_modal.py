@@ -155,7 +155,7 @@ def test_search_command(release, photos, tmp_path):
     folder = release[0]
     r = _cli('encode', *photos, '--model-path', folder, '-o', tmp_path / 'idx.npy', cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    files = (tmp_path / 'idx.files.txt').read_text().splitlines()
+    files = (tmp_path / 'idx.files.txt').read_text().splitlines()[1:]  # after the header
     rows = np.load(str(tmp_path / 'idx.npy'))
 
     r = _cli('search', tmp_path / 'idx.npy', CAPTIONS[0], '-k', 3, '--model-path', folder, cwd=tmp_path)

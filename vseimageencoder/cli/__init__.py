@@ -18,6 +18,7 @@ COMMANDS = {
     'encode': 'encode',
     'download': 'download',
     'search': 'search',
+    'index': 'index',
     'evaluate': 'evaluate',
     'train': 'train',
     'serve': 'serve',

@@ -1,37 +1,15 @@
 """``vseimageencoder encode PATH...``: image files in, a .npy of embeddings and its file list out.
 
-Uses the tower directly, without jina: no pods, no network.
+Uses the tower directly, without jina: no pods, no network. The files are written by
+:class:`~vseimageencoder.index.pair.PairWriter` (names escaped so any file name survives,
+and a header tying the list to its rows), the embedding loop is
+:func:`~vseimageencoder.batch_embed.embed_files`.
 """
-import os
-import struct
-import tempfile
 from pathlib import Path
 from typing import List, Optional
 
-import numpy as np
-
 from .common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED, Progress, logger,
                      progress_enabled, progress_flags)
-
-
-def _names_path(out: Path) -> Path:
-    """The list of source files written beside ``out``: ``emb.npy`` -> ``emb.files.txt``
-    (where ``search`` looks for it)."""
-    from ..search import files_path
-    return files_path(out)
-
-
-def _npy_header(rows: int, cols: int, size: int = 128) -> bytes:
-    """A .npy v1.0 header of exactly ``size`` bytes for float32 ``(rows, cols)``.
-
-    The format allows any space padding, so a fixed size lets the row count be written
-    last, over a placeholder, once it is known.
-    """
-    text = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (rows, cols)
-    pad = size - 10 - len(text) - 1
-    if pad < 0:
-        raise ValueError('shape too large for the header')
-    return b'\x93NUMPY\x01\x00' + struct.pack('<H', size - 10) + (text + ' ' * pad + '\n').encode('latin1')
 
 
 def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int = 32,
@@ -41,107 +19,61 @@ def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int 
     and ``<out stem>.files.txt`` (the file of each row). Returns the number skipped.
 
     Loads the tower from ``model_path`` (as :class:`~vseimageencoder.encoders.ImageEncoder`
-    does for every front end), then :func:`write_embeddings`.
+    does for every front end), then :func:`write_embeddings`; the file list's header records
+    the checkpoint's sha256, architecture, resize mode and precision.
     """
+    from ..batch_embed import reading_options
     from ..encoders import ImageEncoder
+    from ..index import checkpoint_provenance
 
-    resize, readers = _reading_options(resize, readers)  # bad values fail before the load
+    resize, readers = reading_options(resize, readers)  # bad values fail before the load
     core = ImageEncoder(model_path, precision=precision, device=device, resize=resize)
     if core.options.precomputed:
         raise ValueError('%s is a precomputed-feature model (%s); encoding image files needs a '
                          'model with a CNN backbone' % (core.checkpoint_path, core.options.data_name))
-    return write_embeddings(core.model, core.embed_size, paths, out, batch_size, progress, resize, readers)
-
-
-def _reading_options(resize: Optional[str], readers: Optional[int]):
-    from ..preprocess import DEFAULT_RESIZE, check_resize
-    from ..reader import default_readers
-
-    resize = check_resize(resize or DEFAULT_RESIZE)
-    readers = default_readers() if readers is None else readers
-    if readers < 0:
-        raise ValueError('readers must be 0 (read on the main thread) or more, got %d' % readers)
-    return resize, readers
+    prov = checkpoint_provenance(core.checkpoint_path, resize, core.precision, core.options)
+    prov.pop('checkpoint')  # a path of this machine, of any length: not in the fixed-size header
+    return write_embeddings(core.model, core.embed_size, paths, out, batch_size, progress, resize,
+                            readers, provenance=prov)
 
 
 def write_embeddings(model, embed_size: int, paths: List[Path], out: Path, batch_size: int = 32,
                      progress: bool = False, resize: Optional[str] = None,
-                     readers: Optional[int] = None) -> int:
+                     readers: Optional[int] = None, provenance: Optional[dict] = None) -> int:
     """Embed image files with a prepared tower (a callable: float32 ``(B, 3, 224, 224)``
     tensor -> ``(B, embed_size)`` tensor) into ``out`` and ``<out stem>.files.txt``.
-    Returns the number of files skipped as unreadable (each named in a warning).
+    Returns the number of files skipped as unreadable (each named in a warning, the name
+    escaped as in the file list).
 
     ``readers`` threads (None: :func:`~vseimageencoder.reader.default_readers`; 0: read on
     this thread, nothing ahead) decode and transform (``resize``: ``'fast'`` or ``'exact'``,
     None for the default) up to ``batch_size + readers`` images ahead of the tower.
-    Memory is bounded by ``batch_size``: rows are streamed to a temporary file beside
+    Memory is bounded by ``batch_size``: rows are streamed to temporary files beside
     ``out``, renamed into place only when every image was tried. On any abort nothing is
     left at ``out``.
     """
-    import functools
+    from ..batch_embed import embed_files, reading_options
+    from ..index import PairWriter, escape
 
-    import torch
-
-    from ..preprocess import CHANNELS, CROP, ImageReadError, transform
-    from ..reader import read_in_order
-    from ..weights import publish_mode
-
-    resize, readers = _reading_options(resize, readers)
+    resize, readers = reading_options(resize, readers)
+    paths = list(paths)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    names_out = _names_path(out)
-    fd_rows, tmp_rows = tempfile.mkstemp(prefix='.' + out.name + '.', suffix='.part', dir=str(out.parent))
-    fd_names, tmp_names = tempfile.mkstemp(prefix='.' + names_out.name + '.', suffix='.part',
-                                           dir=str(out.parent))
     bar = Progress(len(paths), progress)
-    done = skipped = 0
+    writer = PairWriter(out, embed_size, provenance)
+
+    def unreadable(pos, err):
+        logger.warning('skipped: %s: %s', escape(paths[pos]), getattr(err, 'reason', err))
+
     try:
-        with os.fdopen(fd_rows, 'wb') as rows_f, os.fdopen(fd_names, 'w', encoding='utf-8') as names_f:
-            rows_f.write(_npy_header(0, embed_size))
-            batch = np.empty((batch_size, CHANNELS, CROP, CROP), np.float32)
-            batch_names: List[str] = []
-
-            def flush():
-                nonlocal done
-                if not batch_names:
-                    return
-                emb = model(torch.from_numpy(batch[:len(batch_names)]))
-                rows_f.write(np.ascontiguousarray(emb.numpy(), '<f4').tobytes())
-                names_f.write(''.join(n + '\n' for n in batch_names))
-                done += len(batch_names)
-                batch_names.clear()
-
-            load = functools.partial(transform, resize=resize)
-            with read_in_order(paths, load, readers, batch_size + readers, (ImageReadError,)) as images:
-                for p, x in images:
-                    if isinstance(x, ImageReadError):
-                        skipped += 1
-                        logger.warning('skipped: %s', x)
-                    else:
-                        batch[len(batch_names)] = x
-                        batch_names.append(str(p))
-                        if len(batch_names) == batch_size:
-                            flush()
-                    bar.update(done, skipped)
-            flush()
-            rows_f.seek(0)
-            rows_f.write(_npy_header(done, embed_size))
-            rows_f.flush()
-            os.fsync(rows_f.fileno())
-            names_f.flush()
-            os.fsync(names_f.fileno())
+        done, skipped = embed_files(model, paths, lambda rows, pos: writer.write(rows, [paths[i] for i in pos]),
+                                    batch_size, resize, readers, unreadable, bar.update)
         bar.close(done, skipped)
-        for t in (tmp_names, tmp_rows):  # mkstemp's 0600 is for the partial file only
-            publish_mode(t)
-        os.replace(tmp_names, str(names_out))
-        os.replace(tmp_rows, str(out))
+        writer.commit()
     except BaseException:
-        for t in (tmp_rows, tmp_names):
-            if os.path.exists(t):
-                os.unlink(t)
+        writer.abort()
         raise
     logger.info('wrote %d embeddings (%d-d) to %s and their files to %s; %d skipped',
-                done, embed_size, out, names_out, skipped)
+                done, embed_size, escape(out), escape(writer.names_out), skipped)
     return skipped
 
 

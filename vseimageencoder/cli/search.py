@@ -1,4 +1,5 @@
-"""``vseimageencoder search INDEX CAPTION...``: rank indexed images by captions."""
+"""``vseimageencoder search INDEX CAPTION...``: rank indexed images by captions or by an image."""
+import os
 import sys
 from pathlib import Path
 
@@ -6,30 +7,75 @@ from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, logger
 
 
 def add_parser(sub):
-    s = sub.add_parser('search', help='rank the images of an index by similarity to captions',
-                       description='Rank the rows that `vseimageencoder encode` wrote (INDEX.npy and '
-                                   'INDEX.files.txt) by cosine similarity to the embedding of each '
-                                   'CAPTION (the VSE++ text tower of the same checkpoint), and print '
-                                   'the K best as "score<TAB>file" lines, best first. With several '
-                                   'captions, each block of K lines follows a "# CAPTION" line, and '
-                                   'the model loads once.')
-    s.add_argument('index', metavar='INDEX.npy', help='embeddings written by `vseimageencoder encode`')
+    s = sub.add_parser('search', help='rank the images of an index by similarity to captions or an image',
+                       description='Rank the images of INDEX (a folder `vseimageencoder index` keeps, or '
+                                   'the INDEX.npy and INDEX.files.txt `vseimageencoder encode` wrote) by '
+                                   'cosine similarity to the embedding of each CAPTION (the VSE++ text '
+                                   'tower of the same checkpoint) or of each --image (the image tower, '
+                                   'same transform), and print the K best as "score<TAB>file" lines, '
+                                   'best first (file names escaped: see docs/index.md). With several '
+                                   'queries, each block of K lines follows a "# QUERY" line, and the '
+                                   'model loads once. A checkpoint other than the one the images were '
+                                   'embedded with is refused (exit 2), naming both sha256s.')
+    s.add_argument('index', metavar='INDEX', help='index folder, or embeddings .npy written by encode')
     s.add_argument('captions', nargs='*', metavar='CAPTION', help='caption(s) to search with')
     s.add_argument('--captions-file', metavar='FILE',
                    help='also read captions from FILE, one per line ("-" for stdin)')
-    s.add_argument('-k', type=int, default=5, help='results per caption (default: 5)')
-    s.add_argument('--model-path', default='pretrained',
-                   help='VSE++ checkpoint, or folder holding model_best.pth.tar (default: pretrained)')
+    s.add_argument('--image', action='append', default=[], metavar='FILE',
+                   help='search by this image (repeatable); uses the image tower')
+    s.add_argument('-k', type=int, default=5, help='results per query (default: 5)')
+    s.add_argument('--model-path', default=None,
+                   help='VSE++ checkpoint, or folder holding model_best.pth.tar (default: the one an '
+                        'index folder records, else pretrained)')
     s.add_argument('--vocab-path', default=None,
                    help='vocabulary pickle or its folder (default: <data_name>_vocab.pkl beside the checkpoint)')
     s.add_argument('--device', default='cpu', help="torch device, e.g. 'cuda:0' (default: cpu)")
     s.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16', 'auto'),
-                   help='text tower precision (default: fp32, faithful)')
+                   help='tower precision (default: fp32, faithful)')
+    how = s.add_mutually_exclusive_group()
+    how.add_argument('--exact', action='store_true', help='scan every row (the default below 50,000 rows)')
+    how.add_argument('--ann', action='store_true',
+                     help='use the approximate index (the default from 50,000 rows on)')
+
+
+class _Refused(Exception):
+    pass
+
+
+def _open(target: str):
+    """``(search(queries, k) -> [[(score, file)]], dim, provenance or None, recorded checkpoint)``."""
+    from ..index import load_pair, open_index, unescape
+
+    if os.path.isdir(target):
+        ix = open_index(target)
+        if len(ix) == 0:
+            raise _Refused('%s holds no images: nothing to search' % target)
+        prov = ix.provenance
+        ckpt = unescape(prov['checkpoint']) if prov.get('checkpoint') else None
+        return ix, ix.dim, prov, ckpt
+    pair = load_pair(target)
+    return pair, pair.dim, pair.provenance, None
+
+
+def _check_provenance(target, prov, checkpoint):
+    from ..index import ProvenanceMismatchError, escape
+    from ..weights import sha256_of
+
+    if not prov or not prov.get('sha256'):
+        return
+    digest = sha256_of(checkpoint)
+    if digest != prov['sha256']:
+        raise ProvenanceMismatchError(
+            '%s was embedded with the checkpoint of sha256 %s, but %s has sha256 %s: search with the '
+            'same model (--model-path)' % (escape(target), prov['sha256'], escape(str(checkpoint)), digest))
 
 
 def run(args) -> int:
-    from ..checkpoint import CheckpointError
-    from ..search import IndexFileError, format_hits, load_index, top_k
+    from ..checkpoint import CheckpointError, resolve_checkpoint_path
+    from ..encoders import DEFAULT_SEARCH_DIRS
+    from ..index import (IndexFileError, IndexFormatError, NoApproximateIndexError, ProvenanceMismatchError,
+                         escape)
+    from ..search import format_hit, format_hits, top_k
     from ..vocab import VocabularyError
 
     captions = list(args.captions)
@@ -39,33 +85,88 @@ def run(args) -> int:
                 captions += [line.rstrip('\n') for line in sys.stdin]
             else:
                 captions += Path(args.captions_file).read_text(encoding='utf-8').splitlines()
-        if not captions:
-            logger.error('no caption given: name one or more, or use --captions-file')
+        if not captions and not args.image:
+            logger.error('no caption given: name one or more, or use --captions-file or --image')
             return EXIT_ERROR
         if args.k < 1:
             logger.error('-k must be at least 1, got %d', args.k)
             return EXIT_ERROR
-        index = load_index(args.index)
-        from ..encoders import TextEncoder
-        encoder = TextEncoder(args.model_path, args.vocab_path, args.precision, args.device)
-        if encoder.embed_size != index.dim:
-            logger.error('%s holds %d-d embeddings, but the text tower of %s gives %d-d ones: '
-                         'encode the images with the same model', args.index, index.dim,
-                         encoder.checkpoint_path, encoder.embed_size)
-            return EXIT_ERROR
-        queries = encoder.encode(captions, batch_size=256)
-        hits = top_k(index.rows, queries, args.k)
+        index, dim, prov, recorded = _open(args.index)
+        model_path = args.model_path or (recorded if recorded and os.path.exists(recorded) else 'pretrained')
+        checkpoint = resolve_checkpoint_path(model_path, list(DEFAULT_SEARCH_DIRS))
+        _check_provenance(args.index, prov, checkpoint)
+        blocks = []
+        if captions:
+            from ..encoders import TextEncoder
+            encoder = TextEncoder(checkpoint, args.vocab_path, args.precision, args.device)
+            _check_width(args.index, dim, encoder)
+            blocks.append((captions, encoder.encode(captions, batch_size=256)))
+        if args.image:
+            blocks.append((args.image, _embed_images(checkpoint, args, prov, dim)))
+        exact = True if args.exact else (False if args.ann else None)
+        lines = []
+        n_queries = len(captions) + len(args.image)
+        for names, queries in blocks:
+            if hasattr(index, 'search'):
+                found = index.search(queries, args.k, exact=exact)
+                rendered = [[format_hit(s, f) for s, f in hits] for hits in found]
+            else:
+                rendered = [format_hits(hits, index.files) for hits in top_k(index.rows, queries, args.k)]
+            for name, hit_lines in zip(names, rendered):
+                if n_queries > 1:
+                    lines.append('# ' + escape(name))
+                lines.extend(hit_lines)
     except KeyboardInterrupt:
         logger.error('interrupted')
         return EXIT_INTERRUPTED
-    except (IndexFileError, CheckpointError, VocabularyError, FileNotFoundError, OSError, ValueError) as e:
+    except _Refused as e:
         logger.error('%s', e)
         return EXIT_ERROR
-    lines = []
-    for caption, found in zip(captions, hits):
-        if len(captions) > 1:
-            lines.append('# ' + caption)
-        lines.extend(format_hits(found, index.files))
+    except _WidthError as e:
+        logger.error('%s', e)
+        return EXIT_ERROR
+    except (IndexFileError, IndexFormatError, ProvenanceMismatchError, NoApproximateIndexError, CheckpointError,
+            VocabularyError, FileNotFoundError, OSError, ValueError) as e:
+        logger.error('%s', e)
+        return EXIT_ERROR
     sys.stdout.write(''.join(line + '\n' for line in lines))
     sys.stdout.flush()
     return EXIT_OK
+
+
+class _WidthError(Exception):
+    pass
+
+
+def _check_width(target, dim, encoder):
+    if encoder.embed_size != dim:
+        raise _WidthError('%s holds %d-d embeddings, but the %s tower of %s gives %d-d ones: '
+                          'encode the images with the same model'
+                          % (target, dim, 'text' if hasattr(encoder, 'vocab') else 'image',
+                             encoder.checkpoint_path, encoder.embed_size))
+
+
+def _embed_images(checkpoint, args, prov, dim):
+    """The image tower's embeddings of ``--image`` files, with the index's transform."""
+    import numpy as np
+
+    from ..encoders import ImageEncoder
+    from ..index import escape
+    from ..preprocess import DEFAULT_RESIZE, ImageReadError, transform
+
+    resize = (prov or {}).get('resize') or DEFAULT_RESIZE
+    encoder = ImageEncoder(checkpoint, precision=args.precision, device=args.device, resize=resize)
+    if encoder.options.precomputed:
+        raise ValueError('%s is a precomputed-feature model; --image needs one with a CNN backbone'
+                         % encoder.checkpoint_path)
+    _check_width(args.index, dim, encoder)
+    rows = []
+    for f in args.image:
+        if not os.path.isfile(f):
+            raise FileNotFoundError('no such image file: %s' % escape(f))
+        try:
+            x = transform(f, resize=resize)
+        except ImageReadError as e:
+            raise ValueError('cannot read the query image %s: %s' % (escape(f), e.reason)) from None
+        rows.append(encoder.encode_checked(x[None]))
+    return np.concatenate(rows)

@@ -8,6 +8,9 @@
                                  {"id": 7, "path": "<escaped>", "size": 123, "mtime_ns": 456}
                                    adds the next row of vectors.<G>.f32 under a new id
                                  {"del": 7}  removes the row with id 7
+                                 {"bad": "<escaped>", "size": .., "mtime_ns": .., "why": ".."}
+                                   this file could not be read (not tried again until it
+                                   changes); {"bad": "<escaped>", "gone": true} forgets it
     lock                       held (fcntl) by the one process writing
     ann/                       the approximate index, when there is one
 
@@ -175,6 +178,7 @@ class _Rows:
         self.sizes: List[int] = []
         self.mtimes: List[int] = []
         self.dead: set = set()  # row numbers removed
+        self.bad: Dict[str, Tuple[int, int, str]] = {}  # unreadable file -> (size, mtime_ns, why)
 
     def apply(self, text: str, where: str, next_id: int) -> None:
         """Apply the records in ``text`` (whole lines); DamagedIndexError naming ``where``."""
@@ -190,6 +194,16 @@ class _Rows:
         for r in records:
             if not isinstance(r, dict):
                 raise DamagedIndexError('%s: record %r is not an object' % (where, r))
+            if 'bad' in r:
+                try:
+                    path = unescape(r['bad'])
+                    if r.get('gone'):
+                        self.bad.pop(path, None)
+                    else:
+                        self.bad[path] = (int(r['size']), int(r['mtime_ns']), str(r.get('why', '')))
+                except (BadEscapeError, KeyError, TypeError, ValueError) as e:
+                    raise DamagedIndexError('%s: damaged record of an unreadable file (%s)' % (where, e)) from None
+                continue
             if 'del' in r:
                 i = r['del']
                 row = bisect_left(ids, i) if isinstance(i, int) else len(ids)
@@ -323,6 +337,7 @@ class Index:
                     copy = _Rows()
                     copy.ids, copy.paths = list(old.ids), list(old.paths)
                     copy.sizes, copy.mtimes, copy.dead = list(old.sizes), list(old.mtimes), set(old.dead)
+                    copy.bad = dict(old.bad)
                     shadow = Index.__new__(Index)
                     shadow._manifest, shadow._rows_state = self._manifest, copy
                     self._load_from(m, base=shadow)
@@ -375,6 +390,11 @@ class Index:
         """``{file: (id, size, mtime_ns)}`` for every live row (what an update compares)."""
         r = self._rows_state
         return {r.paths[i]: (r.ids[i], r.sizes[i], r.mtimes[i]) for i in np.nonzero(self._live)[0].tolist()}
+
+    def unreadable_entries(self) -> Dict[str, Tuple[int, int, str]]:
+        """``{file: (size, mtime_ns, why)}`` of files that could not be read when last tried
+        (an update does not try them again until they change)."""
+        return dict(self._rows_state.bad)
 
     def live_vectors(self) -> Tuple[np.ndarray, np.ndarray]:
         """``(ids int64 (L,), vectors float32 (L, D))`` of the live rows, in id order (a copy)."""
@@ -508,6 +528,7 @@ class Writer:
                                        'wait for it to finish' % (self.directory, self.directory / LOCK)) from None
             raise
         self._vec = self._rec = None
+        self.dirty = False  # changes not committed yet
         try:
             self.manifest: Optional[dict] = None
             self.view: Optional[Index] = None
@@ -564,6 +585,7 @@ class Writer:
                          'rows': 0, 'records_bytes': 0, 'next_id': self.manifest['next_id'] if self.manifest else 0,
                          'live': 0, 'commit': self.manifest['commit'] if self.manifest else 0,
                          'provenance': dict(provenance), 'ann': None}
+        self.dirty = True
         self._close_data()
         for n in data_names(gen):
             p = self.directory / n
@@ -599,6 +621,7 @@ class Writer:
                         for i, p, s, t in zip(ids, paths, sizes, mtimes)).encode('utf-8')
         self._vec.write(np.ascontiguousarray(v, '<f4').tobytes())
         self._rec.write(lines)
+        self.dirty = True
         m['next_id'] = first + len(paths)
         m['rows'] += len(paths)
         m['records_bytes'] += len(lines)
@@ -612,8 +635,23 @@ class Writer:
         self._open_data()
         lines = ''.join('{"del": %d}\n' % int(i) for i in ids).encode('utf-8')
         self._rec.write(lines)
+        self.dirty = True
         self.manifest['records_bytes'] += len(lines)
         self.manifest['live'] -= len(ids)
+
+    def mark_unreadable(self, path: str, size: int, mtime_ns: int, why: str) -> None:
+        """Remember that ``path`` (at this size and mtime) could not be read."""
+        self._append_records({'bad': escape(path), 'size': int(size), 'mtime_ns': int(mtime_ns), 'why': why[:500]})
+
+    def forget_unreadable(self, path: str) -> None:
+        self._append_records({'bad': escape(path), 'gone': True})
+
+    def _append_records(self, *records) -> None:
+        self._open_data()
+        lines = ''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in records).encode('utf-8')
+        self._rec.write(lines)
+        self.dirty = True
+        self.manifest['records_bytes'] += len(lines)
 
     def commit(self) -> None:
         """Make everything added and removed so far durable and visible, atomically."""
@@ -623,6 +661,7 @@ class Writer:
             os.fsync(f.fileno())
         self.manifest['commit'] += 1
         write_manifest(self.directory, self.manifest)
+        self.dirty = False
         old = getattr(self, '_old_generation', None)
         if old is not None and old != self.manifest['generation']:
             self._drop_generation(old)
@@ -653,6 +692,9 @@ class Writer:
                 rf.write(''.join(json.dumps({'id': r.ids[i], 'path': escape(r.paths[i]), 'size': r.sizes[i],
                                              'mtime_ns': r.mtimes[i]}, ensure_ascii=False) + '\n'
                                  for i in sel.tolist()).encode('utf-8'))
+            rf.write(''.join(json.dumps({'bad': escape(p), 'size': sz, 'mtime_ns': t, 'why': why},
+                                        ensure_ascii=False) + '\n'
+                             for p, (sz, t, why) in sorted(r.bad.items())).encode('utf-8'))
             for f in (vf, rf):
                 f.flush()
                 os.fsync(f.fileno())

@@ -142,7 +142,7 @@ def update_index(directory: PathLike, paths: Sequence[PathLike] = (), model_path
     """
     directory = Path(directory)
     counts = Counts()
-    report = on_unreadable or (lambda p, why: logger.warning('unreadable: %s: %s', escape(p), why))
+    report = on_unreadable or (lambda p, why: logger.warning('unreadable: %s: %s', escape(p), escape(why)))
 
     def unreadable(p, why):
         counts.unreadable += 1
@@ -167,20 +167,28 @@ def update_index(directory: PathLike, paths: Sequence[PathLike] = (), model_path
         if not w.exists and not found:
             raise FileNotFoundError('no image files found in %s; nothing written'
                                     % ', '.join(escape(r) for r in roots))
+        bad_before = w.view.unreadable_entries() if (w.exists and not rebuild) else {}
         todo: List[_Found] = []
         present = set()
         for f in found:
             present.add(f.path)
             old = entries.get(f.path)
+            bad = bad_before.get(f.path)
             if old is not None and old[1] == f.size and old[2] == f.mtime_ns:
                 counts.unchanged += 1
+            elif bad is not None and bad[0] == f.size and bad[1] == f.mtime_ns:
+                unreadable(f.path, '%s (unchanged since; not tried again)' % bad[2])
             else:
                 todo.append(f)
         gone = sorted(indexed_here - present)
         if gone:
             w.remove([live_before[p][0] for p in gone])
-            w.commit()
             counts.removed += len(gone)
+        for p in bad_before:
+            if p not in present and any(_under(p, r) for r in roots):
+                w.forget_unreadable(p)
+        if w.dirty:
+            w.commit()
         if todo:
             if rebuild:
                 # Starting over drops the rows of files outside the given paths too.
@@ -244,11 +252,16 @@ def _embed(w: Writer, todo: List[_Found], live_before: Dict, model_path, batch_s
     replaced = {f.path: live_before[f.path][0] for f in todo if f.path in live_before}
     total = len(todo)
 
+    bad_before = {} if rebuild else w.view.unreadable_entries() if w.view is not None else {}
+
     def write(rows: np.ndarray, positions):
         batch = [todo[i] for i in positions]
         if not rebuild:
             old = [replaced[f.path] for f in batch if f.path in replaced]
             w.remove(old)
+        for f in batch:
+            if f.path in bad_before:
+                w.forget_unreadable(f.path)
         w.add(rows, [f.path for f in batch], [f.size for f in batch], [f.mtime_ns for f in batch])
         w.commit()
         for f in batch:
@@ -262,14 +275,19 @@ def _embed(w: Writer, todo: List[_Found], live_before: Dict, model_path, batch_s
         if f.path in replaced and not rebuild:
             # The file changed and now cannot be read: its old row no longer describes it.
             w.remove([replaced.pop(f.path)])
-            w.commit()
             counts.removed += 1
-        unreadable(f.path, getattr(err, 'reason', str(err)))
+        why = getattr(err, 'reason', str(err))
+        # Committed with the next batch (or at the end): until then a kill only means
+        # trying this file again.
+        w.mark_unreadable(f.path, f.size, f.mtime_ns, why)
+        unreadable(f.path, why)
 
     on_progress = None
     if callable(progress):
         on_progress = lambda done, skipped: progress(done, skipped, total)  # noqa: E731
     embed_files(core.model, [f.path for f in todo], write, batch_size, resize, readers, bad, on_progress)
+    if w.dirty:
+        w.commit()
 
 
 def _import_npy(w: Writer, npy: Path, model_path, precision, resize, rebuild, counts: Counts,
