@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -105,19 +106,33 @@ def run_index(tmp, npy, ckpt, index_dir):
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(ROOT),
                          universal_newlines=True)
     built = None
+    done = threading.Event()
+
+    def heartbeat():
+        # The import logs little while it works: say how far the committed rows have got.
+        while not done.wait(30):
+            rows = sum(f.stat().st_size for f in Path(index_dir).glob('vectors.*.f32')) // (4 * DIM[0])
+            say('  ... %.0f s, %d rows written to the index so far, load average %.1f'
+                % (time.perf_counter() - t, rows, os.getloadavg()[0]))
+
+    threading.Thread(target=heartbeat, daemon=True).start()
     for line in p.stderr:
         line = line.rstrip()
         say('  index: %s' % line)
-        m = re.search(r'approximate index of (\d+) rows built in ([\d.]+) s', line)
+        m = re.search(r'approximate index (?:of \d+ rows built|updated \(.*\)) in ([\d.]+) s', line)
         if m:
-            built = float(m.group(2))
+            built = float(m.group(1))
     out = p.stdout.read()
     rc = p.wait()
+    done.set()
     elapsed = time.perf_counter() - t
     if rc != 0:
         raise SystemExit('vseimageencoder index exited %d' % rc)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return elapsed, json.loads(out.strip().splitlines()[-1]), built, peak
+
+
+DIM = [1024]  # set by main; the heartbeat reads it
 
 
 def dir_bytes(d):
@@ -145,6 +160,7 @@ def main():
     ap.add_argument('--keep', action='store_true')
     args = ap.parse_args()
     t_all = time.perf_counter()
+    DIM[0] = args.dim
 
     tmp = Path(tempfile.mkdtemp(prefix='ann_bench.', dir=args.tmp))
     say('data under %s' % tmp)
@@ -189,6 +205,7 @@ def main():
         scan_ms, _ = timed_each(lambda q: ix.search_ids(q, 10, exact=True), queries[:args.scan_queries])
         say('timing %d single-query approximate searches' % len(queries))
         ann_ms, found = timed_each(lambda q: ix.search_ids(q, 10, exact=False), queries)
+        load_avg = os.getloadavg()[0]
         found = [[i for _, i in r[0]] for r in found]
         recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)]))
 
@@ -199,8 +216,10 @@ def main():
             sweep.append((probe, r, float(np.median(ms)), float(np.percentile(ms, 95))))
             say('nprobe %d: recall@10 %.4f, median %.2f ms' % (probe, r, np.median(ms)))
 
+        if not (index_dir / 'ann').is_dir():
+            raise SystemExit('no approximate index was built: give --rows of at least 50000 (the threshold)')
         before = {p.name: p.stat().st_size for p in (index_dir / 'ann').iterdir()}
-        add_s, add_counts, _, _ = run_index(tmp, add, ckpt, index_dir)
+        add_s, add_counts, ann_add_s, _ = run_index(tmp, add, ckpt, index_dir)
         after = {p.name: p.stat().st_size for p in (index_dir / 'ann').iterdir()}
         written = sum(dir_bytes(index_dir / 'ann' / n) if (index_dir / 'ann' / n).is_dir() else s
                       for n, s in after.items() if n not in before or n == 'manifest.json')
@@ -216,9 +235,10 @@ def main():
         total_s = time.perf_counter() - t_all
 
         scan_med, ann_med = float(np.median(scan_ms)), float(np.median(ann_ms))
-        print('Machine: %s, %d cores. Date: %s. Rows %d x %d float32; %d queries; faiss IVF-Flat, '
-              '%d cells, nprobe %d.' % (cpu_name(), os.cpu_count(), time.strftime('%Y-%m-%d'), args.rows,
-                                        args.dim, len(queries), ann.nlist, ann.nprobe))
+        print('Machine: %s, %d cores (1-minute load average %.1f while the queries ran). Date: %s. '
+              'Rows %d x %d float32; %d queries; faiss IVF-Flat, %d cells, nprobe %d.'
+              % (cpu_name(), os.cpu_count(), load_avg, time.strftime('%Y-%m-%d'), args.rows, args.dim,
+                 len(queries), ann.nlist, ann.nprobe))
         print()
         print('| measure | value |')
         print('|---|---|')
@@ -234,6 +254,8 @@ def main():
         print('| exact scan query, median (%d queries) | %.1f ms |' % (len(scan_ms), scan_med))
         print('| speed-up (median scan / median approximate) | %.0fx |' % (scan_med / ann_med))
         print('| add %d rows (`index --from`, whole command) | %.1f s |' % (args.add, add_s))
+        print('| of which the ANN update (diff ids, write a segment) | %s s |'
+              % ('%.2f' % ann_add_s if ann_add_s is not None else '?'))
         print('| ANN bytes written for that update | %.1f MB |' % (written / 1e6))
         print('| reader refresh + first search after it | %.2f s |' % refresh_s)
         print('| added rows found as their own top-1 | %d / %d |' % (ok, len(added_q)))

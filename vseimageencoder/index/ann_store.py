@@ -72,6 +72,7 @@ def ann_after_update(writer) -> None:
     else:
         view.refresh()
     where = _dir(writer.directory)
+    t = time.perf_counter()
     live = view.ids()
     exists = (where / _ann.MANIFEST).exists()
     if not exists and len(live) < store.ANN_THRESHOLD:
@@ -90,6 +91,8 @@ def ann_after_update(writer) -> None:
             if len(gone) + len(new) <= REBUILD_FRACTION * max(len(live), 1):
                 if len(gone) or len(new) or (m.get('meta') or {}) != stamp:
                     _ann.append_saved(where, _vectors_of(view, new), new, gone, meta=stamp, manifest=m)
+                    logger.info('approximate index updated (%d added, %d removed) in %.2f s',
+                                len(new), len(gone), time.perf_counter() - t)
                 return
     ann = _build(view)
     ann.meta = stamp
