@@ -8,15 +8,34 @@ CrossModalDoc documents, and each encoder embeds its own kind. The ranking is pl
     .venv-jina3/bin/python examples/jina3_crossmodal.py --model pretrained \\
         --images photos/ --query "a dog playing in the snow" --top-k 3
 
-Writes the top-k per caption as JSON to --out (default: stdout through logging).
+Writes the top-k per caption as JSON to stdout (or to --out); everything else, this
+script's log lines and jina's (from this process and the Executors it starts), goes to
+stderr, so `> hits.json` captures the results alone.
 """
 import argparse
+import contextlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 logger = logging.getLogger('jina3_crossmodal')
+
+
+@contextlib.contextmanager
+def output_to_stderr():
+    """jina 3 prints its logs to stdout, in this process and in the Executor processes it
+    starts (which inherit the file descriptor): point descriptor 1 at stderr meanwhile."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def main(argv=None) -> int:
@@ -29,8 +48,20 @@ def main(argv=None) -> int:
     ap.add_argument('--replicas', type=int, default=1, help='replicas of each encoder in the Flow')
     ap.add_argument('--out', type=Path, help='write the results here as JSON')
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stderr)
+    with output_to_stderr():
+        text = _run(ap, args)
+    if args.out:
+        args.out.write_text(text)
+        logger.info('wrote %s', args.out)
+    else:
+        sys.stdout.write(text + '\n')
+        sys.stdout.flush()
+    return 0
 
+
+def _run(ap, args) -> str:
+    """Index the images, embed the queries, rank; return the results as JSON text."""
     from vseimageencoder.jina3.local import keep_jina_local
     keep_jina_local()  # before the Flow starts: no telemetry, no public-IP lookups
 
@@ -47,10 +78,13 @@ def main(argv=None) -> int:
         ap.error('no image files in %s' % ' '.join(args.images))
     model = str(Path(args.model).resolve())
     vocab = str(Path(args.vocab).resolve()) if args.vocab else None
+    # The image Executor reads files only under its file_root: the folder that holds them all.
+    file_root = os.path.commonpath([os.path.dirname(p) for p in paths])
     # The Flow starts before this process does any torch work (forked replicas of a process
     # that ran torch can hang).
     flow = (Flow(host='127.0.0.1')
-            .add(name='image', uses=str(here / 'image.yml'), uses_with={'model_path': model},
+            .add(name='image', uses=str(here / 'image.yml'),
+                 uses_with={'model_path': model, 'file_root': file_root},
                  replicas=args.replicas)
             .add(name='text', uses=str(here / 'text.yml'),
                  uses_with={'model_path': model, 'vocab_path': vocab}, replicas=args.replicas))
@@ -69,12 +103,7 @@ def main(argv=None) -> int:
         top = np.argsort(-row, kind='stable')[:args.top_k]
         results.append({'query': q, 'hits': [{'image': images[i].url, 'score': float(row[i])}
                                              for i in top]})
-    text = json.dumps(results, indent=2)
-    if args.out:
-        args.out.write_text(text)
-    else:
-        logger.info('%s', text)
-    return 0
+    return json.dumps(results, indent=2)
 
 
 if __name__ == '__main__':

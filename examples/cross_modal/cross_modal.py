@@ -12,8 +12,13 @@ package, then jina's own NumpyIndexer (cosine) and BinaryPbIndexer. Query result
 ``cosine<TAB>image path`` (or caption) lines, best first, one block per query.
 ``--model-path`` is the folder of ``model_best.pth.tar`` and its vocabulary, as
 ``vseimageencoder download`` writes it (default: ``pretrained``).
+
+stdout carries only the results: jina's own logging (from this process and from the pods
+it forks) goes to stderr. A query image that cannot be read, or a workspace that holds no
+index of the kind a query searches, is an error (exit status 2) and creates nothing.
 """
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -23,6 +28,12 @@ from typing import List, Sequence, Tuple
 HERE = Path(__file__).resolve().parent
 logger = logging.getLogger('cross_modal')
 
+#: What each query searches: the indexer file that ``index-*`` leaves in the workspace.
+INDEX_OF_QUERY = {
+    'query-by-caption': ('image_vecidx.bin', 'index-images'),
+    'query-by-image': ('caption_vecidx.bin', 'index-captions'),
+}
+
 FLOWS = {
     'index-images': 'flow-index-images.yml',
     'query-by-caption': 'flow-query-by-caption.yml',
@@ -31,9 +42,38 @@ FLOWS = {
 }
 
 
-def _prepare(workspace, model_path, vocab_path):
+class NotIndexedError(FileNotFoundError):
+    """A query names a workspace that holds no index of what it searches."""
+
+
+def _require_index(workspace, query: str) -> None:
+    marker, command = INDEX_OF_QUERY[query]
+    if not (Path(workspace) / marker).is_file():
+        what = 'images' if query == 'query-by-caption' else 'captions'
+        raise NotIndexedError('workspace %s holds no index of %s (no %s): run %s with '
+                              '--workspace %s first' % (workspace, what, marker, command, workspace))
+
+
+@contextlib.contextmanager
+def jina_output_to_stderr():
+    """jina 0.9.33 writes its log lines to stdout, in this process and in every pod it forks
+    (which inherit the file descriptor): point descriptor 1 at stderr while Flows run, so
+    that stdout carries only the results."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _prepare(workspace, model_path, vocab_path, create=True):
     """Environment for the YAMLs, jina kept offline, and this folder as the working
-    directory (the Flow YAMLs name their pods' YAMLs relative to it)."""
+    directory (the Flow YAMLs name their pods' YAMLs relative to it). Only indexing
+    creates the workspace."""
     import vseimageencoder  # noqa: F401  registers !VSEImageEncoder / !VSETextEncoder
     from vseimageencoder._jina09 import disable_phone_home
 
@@ -47,7 +87,8 @@ def _prepare(workspace, model_path, vocab_path):
     os.environ['VSE_MODEL_PATH'] = str(checkpoint)
     os.environ['VSE_VOCAB_PATH'] = str(Path(vocab_path).resolve() if vocab_path else checkpoint.parent)
     os.environ['VSE_WORKSPACE'] = str(Path(workspace).resolve())
-    Path(workspace).mkdir(parents=True, exist_ok=True)
+    if create:
+        Path(workspace).mkdir(parents=True, exist_ok=True)
     os.chdir(str(HERE))
 
 
@@ -56,9 +97,11 @@ def _flow(name):
     return Flow.load_config(str(HERE / FLOWS[name]))
 
 
-def _image_docs(paths: Sequence[Path]):
+def _image_docs(paths: Sequence[Path], skip_unreadable=True):
     """One Document per readable image: the VSE++ evaluation transform as its blob, the file
-    as its uri. Unreadable files are named and left out."""
+    as its uri. Unreadable files are named and left out, or (``skip_unreadable=False``, for
+    queries) raise :class:`~vseimageencoder.preprocess.ImageReadError` or
+    :class:`FileNotFoundError` naming the file."""
     from jina import Document
     from vseimageencoder.preprocess import ImageReadError, transform
 
@@ -66,7 +109,9 @@ def _image_docs(paths: Sequence[Path]):
     for p in paths:
         try:
             docs.append(Document(blob=transform(p), uri=str(p), mime_type='image/jpeg'))
-        except ImageReadError as e:
+        except (ImageReadError, FileNotFoundError) as e:
+            if not skip_unreadable:
+                raise
             logger.warning('skipped: %s', e)
     return docs
 
@@ -108,18 +153,25 @@ def _search(flow_name, docs, k) -> List[List[Tuple[float, str]]]:
 
 def search_by_captions(captions: Sequence[str], workspace, k=5, model_path='pretrained',
                        vocab_path=None) -> List[List[Tuple[float, str]]]:
-    """For each caption, the ``k`` nearest indexed images as ``(cosine, path)``, best first."""
+    """For each caption, the ``k`` nearest indexed images as ``(cosine, path)``, best first.
+    Raises :class:`NotIndexedError` when no images were indexed in ``workspace``."""
     from jina import Document
 
-    _prepare(workspace, model_path, vocab_path)
+    _require_index(workspace, 'query-by-caption')
+    _prepare(workspace, model_path, vocab_path, create=False)
     return _search('query-by-caption', [Document(text=c) for c in captions], k)
 
 
 def search_by_images(paths: Sequence, workspace, k=5, model_path='pretrained',
                      vocab_path=None) -> List[List[Tuple[float, str]]]:
-    """For each image, the ``k`` nearest indexed captions as ``(cosine, caption)``, best first."""
-    _prepare(workspace, model_path, vocab_path)
-    return _search('query-by-image', _image_docs([Path(p) for p in paths]), k)
+    """For each image, the ``k`` nearest indexed captions as ``(cosine, caption)``, best first.
+    Raises :class:`NotIndexedError` when no captions were indexed in ``workspace``, and
+    ImageReadError / FileNotFoundError naming a query image that cannot be read."""
+    paths = [Path(p).resolve() for p in paths]  # before _prepare changes the directory
+    docs = _image_docs(paths, skip_unreadable=False)
+    _require_index(workspace, 'query-by-image')
+    _prepare(workspace, model_path, vocab_path, create=False)
+    return _search('query-by-image', docs, k)
 
 
 def main(argv=None) -> int:
@@ -132,17 +184,37 @@ def main(argv=None) -> int:
     p.add_argument('--vocab-path', default=None, help='vocabulary file (default: beside the checkpoint)')
     p.add_argument('-k', type=int, default=5, help='results per query (default: 5)')
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+    # jina configures the root logger its own way: this script's lines get a handler of their own.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter('%(levelname)s %(message)s'))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        with jina_output_to_stderr():
+            results = _run(args)
+    except (FileNotFoundError, ValueError) as e:
+        # a missing query image or index (NotIndexedError), an unreadable image
+        # (ImageReadError), a checkpoint or vocabulary at fault: all name the thing at fault
+        logger.error('%s', e)
+        return 2
+    sys.stdout.write(results)  # the real stdout, once the Flows are closed
+    sys.stdout.flush()
+    return 0
+
+
+def _run(args) -> str:
+    """Run the command; return what goes to stdout (the query results)."""
     common = dict(workspace=args.workspace, model_path=args.model_path, vocab_path=args.vocab_path)
     # Paths are taken relative to where the command was started, before the Flows change it.
     inputs = [str(Path(i).resolve()) if Path(i).exists() else i for i in args.inputs]
     if args.command == 'index-images':
         logger.info('indexed %d images', index_images(inputs, **common))
-        return 0
+        return ''
     if args.command == 'index-captions':
         lines = [l for i in inputs for l in Path(i).read_text(encoding='utf-8').splitlines() if l.strip()]
         logger.info('indexed %d captions', index_captions(lines, **common))
-        return 0
+        return ''
     if args.command == 'query-by-caption':
         queries, found = args.inputs, search_by_captions(args.inputs, k=args.k, **common)
     else:
@@ -151,8 +223,7 @@ def main(argv=None) -> int:
     for query, hits in zip(queries, found):
         out.append('# %s' % query)
         out.extend('%.4f\t%s' % hit for hit in hits)
-    sys.stdout.write(''.join(line + '\n' for line in out))
-    return 0
+    return ''.join(line + '\n' for line in out)
 
 
 if __name__ == '__main__':
