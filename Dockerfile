@@ -88,4 +88,6 @@ ARG VOCAB_SOURCE=http://www.cs.toronto.edu/~faghri/vsepp/vocab.tar
 RUN vseimageencoder download "${MODEL}" --source "${WEIGHTS_SOURCE}" --vocab-source "${VOCAB_SOURCE}" \
         --dest pretrained --no-progress \
  && python -c "from vseimageencoder.encoders import ImageEncoder, TextEncoder; ImageEncoder('pretrained'); TextEncoder('pretrained')"
-ENTRYPOINT ["jina", "pod", "--uses", "config.yml"]
+# `jina pod` as jina 0.9.33 runs it, minus its version check against api.jina.ai and its
+# public-IP lookups at every start (vseimageencoder/jina09_cli.py).
+ENTRYPOINT ["python", "-m", "vseimageencoder.jina09_cli", "pod", "--uses", "config.yml"]
