@@ -1,0 +1,87 @@
+"""Embedding image files in lanes: each lane thread reads a batch and runs the tower on it.
+
+Why lanes (see :mod:`vseimageencoder.threads`): with separate reader threads, readers and the
+tower's OpenMP threads compete for the same cores and the tower stalls at its barriers.
+A lane does both halves of the work for its own batch with its own share of the cores, so
+the cores stay busy whatever the ratio of decoding to tower time, with no thread waiting on
+another. Results come out in input order: lane ``k`` takes batches ``k``, ``k + lanes``, ...
+and the caller's thread hands each to the writer in turn.
+
+The decoding (libjpeg, Pillow's resampling) and the forward pass release the GIL, so lanes
+are threads: pixels never cross a process boundary and the tower is loaded once.
+"""
+import threading
+from typing import Callable, Optional, Sequence, Tuple
+
+import numpy as np
+
+
+def chunk_size(n: int, batch_size: int, lanes: int) -> int:
+    """Images per lane batch: ``batch_size``, or fewer when there are too few images for
+    every lane to get a full batch (8 images on 2 lanes: 4 each, not 8 on one)."""
+    if n <= 0:
+        return max(1, batch_size)
+    return max(1, min(batch_size, -(-n // max(1, lanes))))
+
+
+def embed_in_lanes(model, paths: Sequence, load: Callable, write: Callable, batch_size: int,
+                   lanes: int, torch_threads: int, skip: Tuple[type, ...] = (),
+                   on_unreadable: Optional[Callable] = None,
+                   on_progress: Optional[Callable] = None) -> Tuple[int, int]:
+    """Embed ``paths`` on ``lanes`` threads, each running ``model`` with ``torch_threads``
+    intra-op threads, and hand the rows to ``write(rows, positions)`` in input order.
+
+    :param model: float32 ``(B, 3, 224, 224)`` tensor -> ``(B, D)`` tensor on the CPU.
+    :param load: path -> float32 ``(3, 224, 224)`` array; the ``skip`` exceptions it raises
+        mark a file as unreadable (reported to ``on_unreadable(position, error)``, in order),
+        any other error stops the run and is raised here.
+    :param on_progress: ``(done, skipped)`` after each batch is written.
+    :return: ``(done, skipped)``.
+    """
+    import torch
+
+    from .preprocess import CHANNELS, CROP
+    from .reader import read_in_order
+    from .threads import torch_threads as threads_set
+
+    paths = list(paths)
+    n = len(paths)
+    size = chunk_size(n, batch_size, lanes)
+    chunks = [range(i, min(n, i + size)) for i in range(0, n, size)]
+    local = threading.local()
+
+    def run(chunk):
+        if not getattr(local, 'threads_set', False):
+            # OpenMP's thread count is per calling thread: a new thread starts with the
+            # machine's, and its first forward pass would start a team of that size on top
+            # of the other lanes' (checked in tests/unit/test_thread_budget.py).
+            torch.set_num_threads(torch_threads)
+            local.threads_set = True
+        batch = np.empty((len(chunk), CHANNELS, CROP, CROP), np.float32)
+        positions, errors = [], []
+        for i in chunk:
+            try:
+                batch[len(positions)] = load(paths[i])
+            except skip as e:
+                errors.append((i, e))
+                continue
+            positions.append(i)
+        rows = None
+        if positions:
+            rows = np.ascontiguousarray(model(torch.from_numpy(batch[:len(positions)])).numpy(),
+                                        np.float32)
+        return rows, positions, errors
+
+    done = skipped = 0
+    with threads_set(torch_threads), read_in_order(chunks, run, lanes, lanes) as results:
+        for chunk, (rows, positions, errors) in results:
+            for pos, err in errors:
+                skipped += 1
+                if on_unreadable is not None:
+                    on_unreadable(pos, err)
+            if positions:
+                write(rows, positions)
+                done += len(positions)
+            if on_progress is not None:
+                on_progress(done, skipped)
+    return done, skipped
