@@ -1,32 +1,49 @@
-"""Real photos through the ``encode`` path, against the tower alone, in the same run.
+"""Photos through ``encode``'s own code path against the machine's CPU bound, measured in the
+same run, with every candidate pipeline side by side.
 
-    .venv/bin/python benchmarks/input_pipeline.py            # 16 x 12 MP and 16 x 1 MP JPEGs, ResNet-152, fp32 and auto
-    .venv/bin/python benchmarks/input_pipeline.py --n 32 --batch-size 8 --precisions auto
+    .venv/bin/python benchmarks/input_pipeline.py          # 32 x 12 MP and 32 x 1 MP JPEGs, auto, batch 8
+    .venv/bin/python benchmarks/input_pipeline.py --sets 12MP --repeats 3 --candidates lanes before
 
-Generated photos (``tests/photos.py``: 4000x3000 and 1200x900 JPEGs at quality 90, a few MB
-and a few hundred KB, like a phone's) and a ResNet-152 checkpoint in the VSE++ release
-layout with random weights are written to a temporary folder. For each precision the tower
-is prepared once; then
+Generated photos (``tests/photos.py``: 4000x3000 and 1200x900 JPEGs at quality 90, like a
+phone's; 8 distinct photos, the rest copies under other names) and a ResNet-152 checkpoint in
+the VSE++ release layout with random weights are written to a temporary folder.
 
-- **tower alone**: images/s of the prepared tower on already-transformed float batches of
-  the same batch size (best of a run before and one after the end-to-end runs);
-- **end to end**: images/s of ``cli.write_embeddings`` (what ``vseimageencoder encode``
-  runs after loading the model: read, transform, tower, rows streamed to a .npy) for
-  ``exact`` / ``fast`` resize, reading on the main thread (``--readers 0``, which with
-  ``exact`` is how ``encode`` worked before) or on reader threads (``--readers`` default);
-- **stages**: per-image decode and resize(+crop+normalise) time on one thread, for both
-  resize modes;
-- **uint8 path of encode()**: ``transform_batch`` on decoded pixel batches, PIL image by
-  image on one thread (as before), PIL on parallel threads (``exact``), torch batched
-  (``fast``).
+**The bound** (per set, measured in this run): ``cores / (decode + tower)`` images/s, where
 
-Each end-to-end and tower-alone figure is the best of ``--repeats`` interleaved runs: the
-machine this was written on is shared, and the best run is the least disturbed one.
+- ``decode`` is the core-seconds per image of the reduced JPEG decode alone (libjpeg's DCT
+  scaling through PIL's ``draft``, as ``resize='fast'`` decodes), on one thread, the best of
+  two passes per photo;
+- ``tower`` is the prepared tower's core-seconds per image at the batch size on
+  already-transformed batches: the smaller of one torch thread's seconds and ``cores``
+  threads' seconds times ``cores`` (the cheaper way the machine can run it).
 
-A run of 16 images pays for filling the pipeline once (the first batch is read before the
-tower can start); the ratio for long runs is higher. Prints markdown tables.
+Resizing, cropping, normalising and all Python work per image are left out of the bound: a
+pipeline pays for them out of the gap.
+
+**Candidates** (each run end to end, the rows written, best of ``--repeats`` interleaved
+runs, the 1-minute load average printed with each figure):
+
+- ``lanes``: ``vseimageencoder.cli.encode.write_embeddings`` as ``encode`` runs it (default
+  readers: one lane per core, each reading a batch and running the tower on it with one
+  torch thread), rows streamed to a .npy;
+- ``before``: one reader thread feeding the tower on the calling thread, which keeps torch's
+  default threads (one per core): ``encode``'s default before lanes;
+- ``feeding-budget``: the same with the tower's threads cut to the cores the reader leaves;
+- ``main``: ``--readers 0``, reading on the calling thread, the tower on every core;
+- ``processes``: one reader process (spawned, one thread) feeding the tower, which keeps the
+  other cores;
+- ``tv-decode``: lanes whose images are decoded in full by ``torchvision.io.decode_jpeg``
+  (libjpeg-turbo) and resized by torch (:mod:`vseimageencoder.gpu_decode` on the CPU);
+- ``lanes-exact``: lanes with ``resize='exact'`` (every pixel decoded: what decoding
+  straight to the reduced size saves).
+
+Each candidate's rows are compared with the faithful transform's (``resize='exact'``, read on
+the main thread, the same tower): the worst cosine is printed. Then the per-image stages on
+one thread (where a reader's time goes: a SIMD resize could only shave the resize column).
+Prints markdown tables.
 """
 import argparse
+import functools
 import os
 import shutil
 import sys
@@ -39,12 +56,24 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-SETS = {'12 MP': (4000, 3000), '1 MP': (1200, 900)}
+SETS = {'12MP': (4000, 3000), '1MP': (1200, 900)}
+CANDIDATES = ('lanes', 'before', 'feeding-budget', 'main', 'processes', 'tv-decode', 'lanes-exact')
+DESCRIBE = {
+    'lanes': 'lanes (default now): encode\'s write_embeddings, %(cores)d lanes x 1 torch thread',
+    'before': 'before: 1 reader thread feeding the tower, torch threads %(cores)d',
+    'feeding-budget': '1 reader thread feeding the tower, torch threads %(rest)d',
+    'main': 'main thread reads (--readers 0), torch threads %(cores)d',
+    'processes': '1 reader process feeding the tower, torch threads %(rest)d',
+    'tv-decode': 'lanes, torchvision.io.decode_jpeg full decode + torch resize',
+    'lanes-exact': 'lanes, resize=exact (full PIL decode)',
+}
+
+
+def _load_avg() -> float:
+    return os.getloadavg()[0]
 
 
 def _write_photos(folder: Path, n: int, size, distinct: int = 8):
-    """``n`` JPEG files; at most ``distinct`` different photos (generating 12 MP content costs
-    about a second each), the rest copies under other names."""
     from tests.photos import write_photo
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -59,133 +88,268 @@ def _write_photos(folder: Path, n: int, size, distinct: int = 8):
     return paths
 
 
-def _tower_alone(model, n, batch_size):
+# ----------------------------------------------------------------------------- the bound
+
+def _decode_seconds(paths):
+    """Core-seconds per image of the reduced decode alone (as resize='fast' decodes)."""
+    from PIL import Image
+
+    from vseimageencoder import preprocess as pp
+
+    def one(p):
+        with Image.open(str(p)) as img:
+            img.draft('RGB', (pp.RESIZE * pp.FAST_MARGIN,) * 2)
+            img.load()
+
+    best = []
+    for p in paths:
+        times = []
+        for _ in range(2):
+            t = time.perf_counter()
+            one(p)
+            times.append(time.perf_counter() - t)
+        best.append(min(times))
+    return float(np.mean(best))
+
+
+def _tower_seconds(model, batch_size, cores, batches=3):
+    """Core-seconds per image of the tower: min(1 thread, cores threads x cores)."""
     import torch
 
+    from vseimageencoder.threads import torch_threads
+
     x = torch.from_numpy(np.random.RandomState(0).randn(batch_size, 3, 224, 224).astype(np.float32))
-    model(x)  # warm-up
-    done, t = 0, time.perf_counter()
-    while done < n:
-        model(x)
-        done += batch_size
-    return done / (time.perf_counter() - t)
+    out = {}
+    for threads in sorted({1, cores}):
+        with torch_threads(threads):
+            model(x)  # warm-up at this thread count
+            t = time.perf_counter()
+            for _ in range(batches):
+                model(x)
+            out[threads] = (time.perf_counter() - t) / (batches * batch_size) * threads
+    return min(out.values()), out
 
 
-def _end_to_end(model, paths, out, batch_size, resize, readers):
-    from vseimageencoder.cli import write_embeddings
+# ----------------------------------------------------------------------------- candidates
 
-    t = time.perf_counter()
-    skipped = write_embeddings(model, 1024, paths, out, batch_size, False, resize, readers)
-    elapsed = time.perf_counter() - t
-    assert skipped == 0 and np.load(str(out), mmap_mode='r').shape[0] == len(paths)
-    return len(paths) / elapsed
+def _feeding(model, paths, batch_size, load, readers, threads, pool=None):
+    """Reader threads (or a process pool) transforming images ahead of the tower on this thread."""
+    import torch
 
+    from vseimageencoder.reader import read_in_order
+    from vseimageencoder.threads import torch_threads
 
-def _stages(paths, resize):
-    """Median ms per image of decoding and of resize + crop + normalise, on one thread."""
-    from vseimageencoder import preprocess as pp
-
-    dec, res = [], []
-    for p in paths:
-        t0 = time.perf_counter()
-        if resize == 'fast':
-            img, *geometry = pp._read(p, pp.RESIZE * pp.FAST_MARGIN)
-        else:
-            img = pp.read_image(p)
-        t1 = time.perf_counter()
-        if resize == 'fast':
-            pp.normalize_pixels(np.asarray(pp._fast_resize_crop(img, *geometry)))
-        else:
-            pp.normalize_pixels(np.asarray(pp._exact_resize_crop(img)))
-        t2 = time.perf_counter()
-        dec.append(t1 - t0)
-        res.append(t2 - t1)
-    return float(np.median(dec)) * 1e3, float(np.median(res)) * 1e3
-
-
-def _uint8_path(paths, count):
-    from vseimageencoder import preprocess as pp
-
-    pixels = np.stack([np.asarray(pp.read_image(p)) for p in paths[:count]])
     rows = []
-    for label, kw in (('PIL, one image at a time, 1 thread (before)', dict(resize='exact', workers=1)),
-                      ('exact: PIL on %d threads' % min(count, os.cpu_count() or 1), dict(resize='exact')),
-                      ('fast: torch, whole batch', dict(resize='fast'))):
-        pp.transform_batch(pixels[:1], channel_axis=-1, **kw)  # warm-up
-        t = time.perf_counter()
-        pp.transform_batch(pixels, channel_axis=-1, **kw)
-        rows.append((label, (time.perf_counter() - t) / count * 1e3))
-    return pixels.shape[1:3], rows
+    batch = np.empty((batch_size, 3, 224, 224), np.float32)
+    k = 0
+    with torch_threads(threads):
+        def flush(k):
+            rows.append(model(torch.from_numpy(batch[:k])).numpy())
+        if pool is not None:
+            it = ((p, x) for p, x in zip(paths, pool.imap(load, [str(p) for p in paths], chunksize=1)))
+            ctx = None
+        else:
+            ctx = read_in_order(paths, load, readers, batch_size + readers)
+            it = ctx.__enter__()
+        try:
+            for _, x in it:
+                batch[k] = x
+                k += 1
+                if k == batch_size:
+                    flush(k)
+                    k = 0
+            if k:
+                flush(k)
+        finally:
+            if ctx is not None:
+                ctx.__exit__(None, None, None)
+    return np.concatenate(rows)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--n', type=int, default=16, help='images per set (default: 16)')
-    ap.add_argument('--batch-size', type=int, default=4, help='encode batch size (default: 4)')
-    ap.add_argument('--precisions', nargs='+', default=['fp32', 'auto'])
+def _run_candidate(name, model, paths, batch_size, cores, tmp, pool):
+    from vseimageencoder import preprocess as pp
+
+    fast = functools.partial(pp.transform, resize='fast')
+    if name == 'lanes':
+        from vseimageencoder.cli.encode import write_embeddings
+        out = tmp / 'lanes.npy'
+        skipped = write_embeddings(model, model.embed_size, paths, out, batch_size, False, 'fast', None)
+        assert skipped == 0
+        return np.load(str(out))
+    if name == 'lanes-exact':
+        from vseimageencoder.cli.encode import write_embeddings
+        out = tmp / 'lanes.npy'
+        write_embeddings(model, model.embed_size, paths, out, batch_size, False, 'exact', None)
+        return np.load(str(out))
+    if name == 'tv-decode':
+        from vseimageencoder.gpu_decode import load_batch
+        from vseimageencoder.lanes import embed_in_lanes
+        from vseimageencoder.threads import thread_budget
+
+        def load(p):
+            batch, positions, errors = load_batch([p], 'cpu')
+            if errors:
+                raise errors[0][1]
+            return batch[0].numpy()
+        rows = []
+        b = thread_budget(cores, None)
+        embed_in_lanes(model, paths, load, lambda r, pos: rows.append(r), batch_size, b.reader_threads,
+                       b.torch_threads)
+        return np.concatenate(rows)
+    if name == 'before':
+        return _feeding(model, paths, batch_size, fast, max(1, cores // 2), cores)
+    if name == 'feeding-budget':
+        from vseimageencoder.threads import thread_budget
+        b = thread_budget(cores, 1, readers_run_tower=False)
+        return _feeding(model, paths, batch_size, fast, b.reader_threads, b.torch_threads)
+    if name == 'main':
+        from vseimageencoder.batch_embed import embed_files
+        rows = []
+        embed_files(model, paths, lambda r, pos: rows.append(r), batch_size, 'fast', 0)
+        return np.concatenate(rows)
+    if name == 'processes':
+        from vseimageencoder.threads import thread_budget
+        b = thread_budget(cores, 1, readers_run_tower=False)
+        return _feeding(model, paths, batch_size, _fast_transform, 1, b.torch_threads, pool)
+    raise ValueError(name)
+
+
+def _fast_transform(path):  # module level: picklable for the process pool
+    from vseimageencoder.preprocess import transform
+    return transform(path, resize='fast')
+
+
+def _pool_init():
+    os.environ['OMP_NUM_THREADS'] = '1'
+
+
+def _min_cosine(a, b):
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return float(np.min(np.sum(a * b, axis=1)))
+
+
+# ----------------------------------------------------------------------------- stages
+
+def _stages(paths):
+    """Median ms per image on one thread: reduced decode, the rest of the fast transform,
+    full decode, the rest of the exact transform."""
+    from vseimageencoder import preprocess as pp
+
+    rows = {'fast': ([], []), 'exact': ([], [])}
+    for p in paths:
+        for mode in ('fast', 'exact'):
+            t0 = time.perf_counter()
+            if mode == 'fast':
+                img, *geometry = pp._read(p, pp.RESIZE * pp.FAST_MARGIN)
+                t1 = time.perf_counter()
+                pp.normalize_pixels(np.asarray(pp._fast_resize_crop(img, *geometry)))
+            else:
+                img = pp.read_image(p)
+                t1 = time.perf_counter()
+                pp.normalize_pixels(np.asarray(pp._exact_resize_crop(img)))
+            t2 = time.perf_counter()
+            rows[mode][0].append(t1 - t0)
+            rows[mode][1].append(t2 - t1)
+    return {m: (float(np.median(d)) * 1e3, float(np.median(r)) * 1e3) for m, (d, r) in rows.items()}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--n', type=int, default=32, help='images per set (default: 32)')
+    ap.add_argument('--batch-size', type=int, default=8, help='encode batch size (default: 8)')
+    ap.add_argument('--precision', default='auto', choices=('fp32', 'bf16', 'fp16', 'auto'))
     ap.add_argument('--cnn', default='resnet152')
     ap.add_argument('--sets', nargs='+', default=list(SETS), choices=list(SETS))
-    ap.add_argument('--more-readers', nargs='*', type=int, default=[],
-                    help='also run fast with these reader counts (how it scales)')
+    ap.add_argument('--candidates', nargs='+', default=list(CANDIDATES), choices=CANDIDATES)
     ap.add_argument('--repeats', type=int, default=2,
-                    help='runs of each measurement; the best counts (the machine is shared)')
-    args = ap.parse_args()
+                    help='runs of each candidate, interleaved; the best counts (default: 2)')
+    ap.add_argument('--no-stages', action='store_true', help='skip the per-stage table')
+    args = ap.parse_args(argv)
+
+    import logging
+
+    import torch
 
     from benchmarks.bench import _machine
     from tests.vsepp_release import write_release_checkpoint
     from vseimageencoder.checkpoint import load_tower
     from vseimageencoder.inference import InferenceTower
-    from vseimageencoder.reader import default_readers
+    from vseimageencoder.threads import cpu_cores, thread_budget
 
-    logging_off()
-    readers = default_readers()
-    lines = ['Machine: %s. Date: %s. %s random weights, batch size %d, %d images per set, '
-             'default readers here: %d.' % (_machine(), time.strftime('%Y-%m-%d'), args.cnn,
-                                             args.batch_size, args.n, readers), '']
+    logging.getLogger('vseimageencoder').setLevel(logging.ERROR)
+    cores = min(cpu_cores(), torch.get_num_threads())
+    sub = {'cores': cores, 'rest': thread_budget(cores, 1, readers_run_tower=False).torch_threads}
+    lines = []
+    pool = None
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         ckpt = tmp / 'model_best.pth.tar'
-        write_release_checkpoint(ckpt, args.cnn, legacy=True, seed=1)
-        photos = {name: _write_photos(tmp / name.replace(' ', ''), args.n, SETS[name]) for name in args.sets}
-        configs = [('exact', 0, 'exact, main thread (before)'), ('exact', readers, 'exact, %d reader(s)' % readers),
-                   ('fast', 0, 'fast, main thread'), ('fast', readers, 'fast, %d reader(s) (default)' % readers)]
-        configs += [('fast', k, 'fast, %d readers' % k) for k in args.more_readers if k != readers]
-        head = '| precision | photos | tower alone img/s | ' + ' | '.join('%s img/s (x tower)' % c[2] for c in configs) + ' |'
-        lines += [head, '|' + '---|' * (head.count('|') - 1)]
-        for prec in args.precisions:
-            tower, _ = load_tower(str(ckpt))
-            model = InferenceTower(tower, prec)
-            label = prec if prec != 'auto' else 'auto (→ %s)' % model.precision
+        write_release_checkpoint(ckpt, args.cnn, legacy=True, seed=1, text=False)
+        photos = {name: _write_photos(tmp / name, args.n, SETS[name]) for name in args.sets}
+        tower, _ = load_tower(str(ckpt))
+        model = InferenceTower(tower, args.precision)
+        lines += ['Machine: %s. Date: %s. %s random weights, precision %s (-> %s), batch size %d, '
+                  '%d images per set (8 distinct), cores budgeted: %d.'
+                  % (_machine(), time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), args.cnn,
+                     args.precision, model.precision, args.batch_size, args.n, cores), '']
+        if 'processes' in args.candidates:
+            import multiprocessing
+            pool = multiprocessing.get_context('spawn').Pool(1, initializer=_pool_init)
+            pool.map(_fast_transform, [str(photos[args.sets[0]][0])])  # started before any clock
+        try:
             for name in args.sets:
-                alone = _tower_alone(model, args.n, args.batch_size)
-                e2e = [0.0] * len(configs)
-                for _ in range(args.repeats):  # interleaved, so drifting load hits all alike
-                    e2e = [max(v, _end_to_end(model, photos[name], tmp / 'out.npy', args.batch_size, r, k))
-                           for v, (r, k, _) in zip(e2e, configs)]
-                    alone = max(alone, _tower_alone(model, args.n, args.batch_size))
-                lines.append('| %s | %s | %.2f | %s |' % (label, name, alone, ' | '.join(
-                    '%.2f (%.2fx)' % (v, v / alone) for v in e2e)))
-                print(lines[-1], file=sys.stderr)
-            del model, tower
-        lines += ['', '| photos | resize | decode ms/img | resize+crop+normalise ms/img | total ms/img |',
-                  '|---|---|---|---|---|']
-        for name in args.sets:
-            for resize in ('exact', 'fast'):
-                d, r = _stages(photos[name], resize)
-                lines.append('| %s | %s | %.1f | %.1f | %.1f |' % (name, resize, d, r, d + r))
-        lines += ['', '| uint8 batch (encode() on raw pixels) | transform | ms/img |', '|---|---|---|']
-        for name, count in (('1 MP', args.n), ('12 MP', min(args.n, 4))):
-            if name not in photos:
-                continue
-            shape, rows = _uint8_path(photos[name], count)
-            for label, ms in rows:
-                lines.append('| %d x %dx%d | %s | %.1f |' % (count, shape[1], shape[0], label, ms))
-    print('\n'.join(lines))
-
-
-def logging_off():
-    import logging
-    logging.getLogger('vseimageencoder').setLevel(logging.ERROR)
+                paths = photos[name]
+                distinct = paths[:8]
+                from vseimageencoder.batch_embed import embed_files
+                ref = []
+                embed_files(model, paths, lambda r, pos: ref.append(r), args.batch_size, 'exact', 0)
+                ref = np.concatenate(ref)
+                load0 = _load_avg()
+                decode = _decode_seconds(distinct)
+                tower_s, tower_by_threads = _tower_seconds(model, args.batch_size, cores)
+                bound = cores / (decode + tower_s)
+                lines += ['**%s** (%dx%d JPEGs, %.1f MB each): reduced decode %.1f core-ms/img, tower '
+                          '%.1f core-ms/img (%s), bound %d / (%.1f + %.1f) ms = **%.2f img/s**; '
+                          'load average %.2f.' % (
+                              name, SETS[name][0], SETS[name][1], os.path.getsize(str(paths[0])) / 1e6,
+                              decode * 1e3, tower_s * 1e3,
+                              ', '.join('%d thread(s): %.1f' % (k, v * 1e3) for k, v in sorted(tower_by_threads.items())),
+                              cores, decode * 1e3, tower_s * 1e3, bound, load0), '',
+                          '| candidate | img/s | x bound | min cosine to exact | load avg at each run |',
+                          '|---|---:|---:|---:|---|']
+                best = {c: 0.0 for c in args.candidates}
+                loads = {c: [] for c in args.candidates}
+                cos = {}
+                for r in range(args.repeats):
+                    order = args.candidates[r % len(args.candidates):] + args.candidates[:r % len(args.candidates)]
+                    for c in order:
+                        loads[c].append(_load_avg())
+                        t = time.perf_counter()
+                        rows = _run_candidate(c, model, paths, args.batch_size, cores, tmp, pool)
+                        rate = len(paths) / (time.perf_counter() - t)
+                        assert rows.shape == ref.shape, (c, rows.shape)
+                        best[c] = max(best[c], rate)
+                        cos[c] = _min_cosine(rows, ref)
+                for c in args.candidates:
+                    lines.append('| %s | %.2f | %.2fx | %.6f | %s |' % (
+                        DESCRIBE[c] % sub, best[c], best[c] / bound, cos[c],
+                        ' '.join('%.2f' % x for x in loads[c])))
+                    print(lines[-1], file=sys.stderr)
+                lines.append('')
+            if not args.no_stages:
+                lines += ['| photos | fast: reduced decode ms | fast: resize+crop+normalise ms | '
+                          'exact: full decode ms | exact: resize+crop+normalise ms |',
+                          '|---|---:|---:|---:|---:|']
+                for name in args.sets:
+                    st = _stages(photos[name][:8])
+                    lines.append('| %s | %.1f | %.1f | %.1f | %.1f |' % (name, st['fast'][0], st['fast'][1],
+                                                                         st['exact'][0], st['exact'][1]))
+                lines.append('\nload average at the end: %.2f' % _load_avg())
+        finally:
+            if pool is not None:
+                pool.terminate()
+    sys.stdout.write('\n'.join(lines) + '\n')
 
 
 if __name__ == '__main__':

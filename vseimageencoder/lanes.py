@@ -17,11 +17,15 @@ import numpy as np
 
 
 def chunk_size(n: int, batch_size: int, lanes: int) -> int:
-    """Images per lane batch: ``batch_size``, or fewer when there are too few images for
-    every lane to get a full batch (8 images on 2 lanes: 4 each, not 8 on one)."""
+    """Images per lane batch: at most ``batch_size``, and as many batches as makes every lane
+    get the same number (8 images on 2 lanes: 4 each, not 8 on one; 24 in batches of 8 on
+    2 lanes: 4 batches of 6, not 3 of 8 with one lane idle for the last)."""
+    lanes, batch_size = max(1, lanes), max(1, batch_size)
     if n <= 0:
-        return max(1, batch_size)
-    return max(1, min(batch_size, -(-n // max(1, lanes))))
+        return batch_size
+    batches = -(-n // batch_size)
+    batches = -(-batches // lanes) * lanes
+    return max(1, -(-n // batches))
 
 
 def embed_in_lanes(model, paths: Sequence, load: Callable, write: Callable, batch_size: int,

@@ -68,6 +68,9 @@ def test_chunk_size():
     assert chunk_size(3, 8, 2) == 2
     assert chunk_size(1, 8, 4) == 1
     assert chunk_size(0, 8, 2) == 8
+    assert chunk_size(24, 8, 2) == 6  # 4 batches, 2 per lane, rather than 3 with a lone tail
+    assert chunk_size(1000, 32, 8) == 32
+    assert chunk_size(17, 4, 1) == 4
 
 
 def _tasks():
