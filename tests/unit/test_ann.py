@@ -183,3 +183,25 @@ def test_damaged_directory_is_named(data, tmp_path):
     (d / 'manifest.json').write_text(json.dumps(m))
     with pytest.raises(AnnFormatError, match='invalid fields'):
         AnnIndex.load(d)
+
+
+def test_append_saved_writes_segments_then_merges(data, tmp_path):
+    from vseimageencoder.index.ann import append_saved, saved_ids
+    x, ids, q = data
+    d = tmp_path / 'ann'
+    AnnIndex.build(x[:4000], ids[:4000], merge_fraction=0.1).save(d)
+    base = json.loads((d / 'manifest.json').read_text())['base']
+    # Small updates go to segments without loading the index...
+    append_saved(d, x[4000:4100], ids[4000:4100], ids[:50], meta={'commit': 2})
+    held, m = saved_ids(d)
+    assert m['base'] == base and len(m['segments']) == 1 and m['meta'] == {'commit': 2}
+    assert np.array_equal(held, np.sort(np.concatenate([ids[50:4100]])))
+    # ...until they pass merge_fraction of the base: then one new base holds everything.
+    append_saved(d, x[4100:4500], ids[4100:4500], [], meta={'commit': 3})
+    held, m = saved_ids(d)
+    assert m['base'] != base and m['segments'] == [] and m['meta'] == {'commit': 3}
+    assert np.array_equal(held, ids[50:4500])
+    back = AnnIndex.load(d)
+    assert np.array_equal(back.ids(), ids[50:4500])
+    s, f = back.search(x[4400:4410], 1)
+    assert list(f[:, 0]) == list(ids[4400:4410])
