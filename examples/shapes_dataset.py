@@ -15,7 +15,7 @@ colours, small or large, in distinct cells of a 3 x 3 grid. Its five captions ar
 those attributes with varied wording and detail (some name every attribute, some only
 colours and shapes, some one shape), so retrieval must read colour, shape, size and
 position from the pixels. The precomputed "features" stand in for a CNN: a fixed random
-ReLU layer (seeded) over the image's 16 x 16 RGB thumbnail, ``--img-dim`` wide. Everything is
+ReLU layer (seeded) over the image's 16 x 16 RGB thumbnail less its background colour, ``--img-dim`` wide. Everything is
 a function of ``--seed``: the same command writes the same files.
 """
 import argparse
@@ -127,7 +127,9 @@ def features(img, proj: np.ndarray) -> np.ndarray:
     from PIL import Image
 
     thumb = np.asarray(img.resize((THUMB, THUMB), Image.BILINEAR), dtype=np.float32) / 255.0
-    x = (thumb.reshape(-1) - 0.5)
+    # Relative to the background (the median colour), so an empty area gives no activation,
+    # as a CNN's high-level features ignore flat regions.
+    x = (thumb - np.median(thumb.reshape(-1, 3), axis=0)).reshape(-1)
     return np.maximum(x @ proj, 0.0).astype(np.float32)
 
 

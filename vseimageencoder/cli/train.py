@@ -64,6 +64,9 @@ def add_parser(sub):
     r.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16', 'auto'),
                    help='autocast precision of the forward pass; the loss and the weights stay fp32 '
                         '(default: fp32)')
+    r.add_argument('--threads', type=int, default=None, metavar='N',
+                   help='torch CPU threads (default: torch\'s, one per core); 1 is fastest for small '
+                        'models on a busy machine')
     r.add_argument('--readers', type=int, default=None, metavar='N',
                    help='threads reading training images ahead of the model (default: 2)')
 

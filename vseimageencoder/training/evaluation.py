@@ -62,8 +62,9 @@ def encode_features(model: Callable, features: np.ndarray, batch_size: int = 102
     """float32 ``(N, embed_size)``: a precomputed-feature tower over ``(N, img_dim)`` rows."""
     import torch
 
-    rows = [np.asarray(model(torch.from_numpy(np.ascontiguousarray(features[a:a + batch_size],
-                                                                   dtype=np.float32))), np.float32)
+    # np.array copies: the rows may be a read-only memory map, which torch will not wrap.
+    rows = [np.asarray(model(torch.from_numpy(np.array(features[a:a + batch_size], dtype=np.float32))),
+                       np.float32)
             for a in range(0, len(features), batch_size)]
     return np.concatenate(rows)
 
