@@ -71,6 +71,19 @@ def address_rule(addr) -> Optional[str]:
     return None
 
 
+def _allowed_networks(value):
+    """``allow_private_urls`` as (all allowed, listed networks)."""
+    if isinstance(value, bool) or value is None:
+        return bool(value), ()
+    if isinstance(value, str):
+        value = [value]
+    try:
+        return False, tuple(ipaddress.ip_network(str(v), strict=False) for v in value)
+    except (TypeError, ValueError) as e:
+        raise ValueError('allow_private_urls must be True/False or a list of networks such as '
+                         "'10.1.2.0/24', got %r (%s)" % (value, e)) from None
+
+
 def _shown(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:80] + '...(%d characters)' % len(text)
 
@@ -81,8 +94,11 @@ class SourcePolicy:
     :param file_root: the folder local paths must lie in (resolved once, here), or None for
         any path the process can read (unsafe when clients are not trusted).
     :param fetch_urls: whether ``http(s)`` URLs are fetched at all.
-    :param allow_private_urls: also fetch from loopback, private, link-local, cloud-metadata
-        and other non-public addresses (only for trusted clients on a trusted network).
+    :param allow_private_urls: ``True``: also fetch from loopback, private, link-local,
+        cloud-metadata and other non-public addresses (only for trusted clients on a trusted
+        network); or a list of networks (``'10.1.2.0/24'``, ``'127.0.0.1/32'``) whose
+        addresses are fetched from although not public, e.g. one internal image server;
+        every other non-public address stays refused.
     :param url_timeout: seconds for all fetches of one request together.
     :param max_url_bytes: the largest body one URL may deliver.
     :param max_redirects: redirects followed per URL.
@@ -95,7 +111,7 @@ class SourcePolicy:
         if self.file_root is not None and not os.path.isdir(self.file_root):
             raise NotADirectoryError('file_root %r is not a folder' % os.fspath(file_root))
         self.fetch_urls = bool(fetch_urls)
-        self.allow_private_urls = bool(allow_private_urls)
+        self.allow_private_urls, self.allowed_networks = _allowed_networks(allow_private_urls)
         self.url_timeout = float(url_timeout)
         if not self.url_timeout > 0:
             raise ValueError('url_timeout must be a positive number of seconds, got %r' % url_timeout)
@@ -106,7 +122,8 @@ class SourcePolicy:
         files = 'any path (unsafe when served)' if self.file_root is None else 'under %s' % self.file_root
         urls = ('off' if not self.fetch_urls else
                 'on, private addresses too (unsafe when served)' if self.allow_private_urls else
-                'on, public addresses only')
+                'on, public addresses and %s' % ', '.join(map(str, self.allowed_networks))
+                if self.allowed_networks else 'on, public addresses only')
         return 'local files: %s; URL fetching: %s' % (files, urls)
 
     def deadline(self) -> float:
@@ -186,16 +203,23 @@ class SourcePolicy:
     def _connect_address(self, host: str, port: int, deadline: float) -> str:
         """An address of ``host`` every rule allows (all of its addresses must be allowed: a
         name that resolves to a public and a private address is refused)."""
-        infos = _resolve(host, port, deadline)
-        addrs = [info[4][0] for info in infos]
+        try:
+            addrs = [str(ipaddress.ip_address(host))]  # a literal: nothing to resolve
+        except ValueError:
+            addrs = [info[4][0] for info in _resolve(host, port, deadline)]
         if not self.allow_private_urls:
             for addr in addrs:
                 rule = address_rule(addr.split('%', 1)[0])
-                if rule is not None:
-                    raise SourceRefused(rule, 'host %s is a %s address; this server fetches only '
-                                        'from public addresses (allow_private_urls=False)'
-                                        % (_shown(host, 100), rule))
+                if rule is not None and not self._listed(addr):
+                    raise SourceRefused(rule, 'host %s has a %s address; this server fetches only '
+                                        'from public addresses%s (allow_private_urls)'
+                                        % (_shown(host, 100), rule, ''.join(
+                                            ' and ' + str(n) for n in self.allowed_networks)))
         return addrs[0]
+
+    def _listed(self, addr: str) -> bool:
+        ip = ipaddress.ip_address(addr.split('%', 1)[0])
+        return any(ip.version == net.version and ip in net for net in self.allowed_networks)
 
     def _get(self, url: str, deadline: float) -> Tuple[int, Optional[str], bytes]:
         parts = urllib.parse.urlsplit(url)

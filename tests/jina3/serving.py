@@ -1,15 +1,18 @@
 """Start jina 3 Deployments, Flows and `jina executor` processes for tests and benchmarks,
 and make sure nothing of them outlives the block.
 
-jina 3.34's HTTP load balancer (the gateway of an HTTP Deployment with replicas) ignores
-the shutdown request: the Deployment waits timeout_ctrl seconds and then for ever for it,
-and the process keeps its port. It is ended here by its own PID before the Deployment
-closes; every process started below this one during the block is ended by PID afterwards.
+jina 3.34's HTTP load balancer (the gateway of every HTTP Deployment) never stopped on its
+own: the Deployment waited 60 s and then for ever. vseimageencoder.jina3.local's
+fix_http_shutdown (installed by keep_jina_local, which the test plugin calls) fixes that;
+:func:`started` checks it: a block that does not exit within ``exit_within`` seconds fails,
+after its load balancer has been ended by PID so that the run goes on. Every process started
+below this one during the block is ended by PID afterwards.
 """
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from contextlib import contextmanager
 
@@ -32,25 +35,46 @@ def _is_resource_tracker(pid: int) -> bool:
         return True
 
 
+def _rescue_load_balancer(orchestrator) -> bool:
+    """End an HTTP Deployment's load balancer by PID and tell its pod it has shut down, so
+    that the Deployment's exit can go on; whether there was one to end."""
+    lb = getattr(orchestrator, 'gateway_pod', None)
+    worker = getattr(lb, 'worker', None) if lb is not None else None
+    if worker is None or not getattr(orchestrator, '_gateway_load_balancer', False) or not worker.pid:
+        return False
+    _kill([worker.pid])
+    lb.is_shutdown.set()
+    return True
+
+
 @contextmanager
-def started(orchestrator):
-    """``with started(Deployment(...)) as d:`` -- enter, and on the way out end the HTTP load
-    balancer and any process the block left behind, by PID."""
+def started(orchestrator, exit_within: float = 30.0):
+    """``with started(Deployment(...)) as d:`` -- enter; on the way out, exit within
+    ``exit_within`` seconds (else AssertionError, once the load balancer is ended), then end
+    any process the block left behind, by PID."""
     before = set(descendants(os.getpid()))
     orchestrator.__enter__()
+    failed = False
     try:
         yield orchestrator
+    except BaseException:
+        failed = True
+        raise
     finally:
-        lb = getattr(orchestrator, 'gateway_pod', None)
-        worker = getattr(lb, 'worker', None) if lb is not None else None
-        if worker is not None and getattr(orchestrator, '_gateway_load_balancer', False) and worker.pid:
-            _kill([worker.pid])
-            # Its shutdown signal can no longer come; the pod's own wait is timeout_ctrl of
-            # the gateway's arguments (60 s), not of the Deployment's.
-            lb._timeout_ctrl = 1
-        orchestrator.__exit__(None, None, None)
-        # multiprocessing's resource tracker is shared by the whole process: leave it.
-        _kill(p for p in descendants(os.getpid()) if p not in before and not _is_resource_tracker(p))
+        stuck = []
+        watchdog = threading.Timer(exit_within, lambda: stuck.append(_rescue_load_balancer(orchestrator)))
+        watchdog.daemon = True
+        watchdog.start()
+        t0 = time.monotonic()
+        try:
+            orchestrator.__exit__(None, None, None)
+        finally:
+            watchdog.cancel()
+            # multiprocessing's resource tracker is shared by the whole process: leave it.
+            _kill(p for p in descendants(os.getpid()) if p not in before and not _is_resource_tracker(p))
+        if stuck and not failed:
+            raise AssertionError('%s did not exit within %.0f s (exit took %.0f s, load balancer ended: %s)'
+                                 % (type(orchestrator).__name__, exit_within, time.monotonic() - t0, stuck[0]))
 
 
 def free_port() -> int:
