@@ -98,6 +98,7 @@ def evaluate_model(args) -> dict:
     from ..weights import sha256_of
 
     split = load_split(args.split, args.karpathy, args.images, args.precomp)
+    split.check_files()  # before the model loads: a missing image should not cost that wait
     image_enc = ImageEncoder(args.model_path, precision=args.precision, device=args.device,
                              resize=args.resize)
     if image_enc.options.precomputed != split.precomputed:
