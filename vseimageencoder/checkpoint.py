@@ -16,6 +16,7 @@ import logging
 import os
 import pickle
 import shlex
+import struct
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 import torch
 
 from .model import SUPPORTED_FAMILIES, VSEImageTower, build_tower
+from .safe_pickle import (MalformedPickleError, PickleRefusedError, PickleTooDeepError,
+                          PickleTooLargeError, scan_pickle, scan_pickles)
 from .text_model import VSETextTower, build_text_tower
 from .weights import CHECKPOINT_NAME, DEFAULT_MODEL, WeightsError, verify_record
 
@@ -60,6 +63,36 @@ class NotVSECheckpointError(CheckpointError):
 
 class CheckpointIntegrityError(CheckpointError):
     """The file differs from what its download record says was fetched."""
+
+
+class CheckpointLimitError(CheckpointError):
+    """A size the file declares is beyond any VSE++ model (see the ``MAX_*`` bounds) or
+    beyond what the file holds: refused before anything that large is allocated."""
+
+
+class CheckpointTooShortError(NotACheckpointError, CheckpointLimitError):
+    """The file's storages declare more bytes than it holds: truncated, or forged to make
+    torch allocate far more than the file."""
+
+
+# Bounds on what a checkpoint may declare, with wide headroom over the released models
+# (embed_size 1024; img_dim 4096 for VGG19, 2048 for ResNet-152; word_dim 300; one GRU
+# layer; vocabularies of about 8,500 (f30k) and 11,400 (coco) words).
+MAX_EMBED_SIZE = 8192
+MAX_IMG_DIM = 16384
+MAX_WORD_DIM = 4096
+MAX_VOCAB_SIZE = 200_000
+MAX_NUM_LAYERS = 8
+#: The checkpoint dict's pickle without the tensor data: about 20 KB in the releases.
+MAX_PICKLE_BYTES = 16 << 20
+MAX_PICKLE_OPS = 1_000_000
+
+#: Bytes per element of the storage classes torch writes into checkpoints.
+_STORAGE_ELEMENT_SIZES = {
+    'FloatStorage': 4, 'DoubleStorage': 8, 'HalfStorage': 2, 'BFloat16Storage': 2,
+    'LongStorage': 8, 'IntStorage': 4, 'ShortStorage': 2, 'CharStorage': 1, 'ByteStorage': 1,
+    'BoolStorage': 1, 'ComplexFloatStorage': 8, 'ComplexDoubleStorage': 16, 'UntypedStorage': 1,
+}
 
 
 @dataclass(frozen=True)
@@ -169,6 +202,7 @@ def read_checkpoint(path: PathLike) -> Mapping:
     if not (head.startswith(b'PK') or head.startswith(b'\x80')):
         raise NotACheckpointError('%s is not a torch checkpoint: it is neither a zip archive nor a '
                                   'pickle (starts with %r)' % (path, head))
+    precheck_checkpoint(path)
     try:
         with _namespace_allowed(), warnings.catch_warnings():
             # torch warns about pickle protocols other than 2; the unpickler decides anyway.
@@ -185,10 +219,124 @@ def read_checkpoint(path: PathLike) -> Mapping:
         raise NotACheckpointError('%s is not a torch checkpoint (%s)'
                                   % (path, _first_line_of_interest(msg))) from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, KeyError,
-            AttributeError, TypeError, IndexError, UnicodeDecodeError) as e:
+            AttributeError, TypeError, IndexError, UnicodeDecodeError, RecursionError,
+            MemoryError, struct.error) as e:
         raise NotACheckpointError('%s is not a readable torch checkpoint (%s: %s)'
                                   % (path, type(e).__name__, _first_line_of_interest(str(e)))) from None
+    check_tensor_sizes(obj, path)
     return obj
+
+
+def precheck_checkpoint(path: PathLike) -> None:
+    """Check a checkpoint file's pickles and declared storages before torch reads it.
+
+    Every pickle in it is walked opcode by opcode (:func:`~vseimageencoder.safe_pickle.
+    scan_pickle`): nesting deeper than the pickle module can safely build is
+    :class:`UnsafeCheckpointError`; more than :data:`MAX_PICKLE_BYTES` or
+    :data:`MAX_PICKLE_OPS` is :class:`CheckpointLimitError`. Each storage the pickle
+    declares must be of a known type and, together, no larger than the file's data; in a
+    zip checkpoint each must have its record, stored uncompressed at exactly its size (torch
+    never compresses, so a compressed record is refused rather than inflated).
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(4)
+            f.seek(0)
+            if head.startswith(b'PK'):
+                _precheck_zip(f, size, path)
+            else:
+                data = f.read(min(size, 2 * MAX_PICKLE_BYTES))
+                # torch's legacy format: magic number, protocol, sys_info, the checkpoint
+                # dict, the storage keys; then each storage: int64 element count, data.
+                scans, offset = scan_pickles(data, 5, max_ops=MAX_PICKLE_OPS,
+                                             max_bytes=MAX_PICKLE_BYTES, continues=len(data) < size)
+                _check_storages(scans[3].persistent_ids, path, size - offset, header=8)
+    except PickleTooDeepError as e:
+        raise UnsafeCheckpointError('refused to load %s: %s; unpickling it could crash the process'
+                                    % (path, e.reason)) from None
+    except PickleTooLargeError as e:
+        raise CheckpointLimitError('refused to load %s: its pickle is too large (%s)'
+                                   % (path, e.reason)) from None
+    except (MalformedPickleError, zipfile.BadZipFile, EOFError) as e:
+        raise NotACheckpointError('%s is not a readable torch checkpoint (%s)' % (path, e)) from None
+
+
+def _precheck_zip(f, size: int, path: Path) -> None:
+    with zipfile.ZipFile(f) as z:
+        infos = z.infolist()
+        pickles = [i for i in infos if i.filename == 'data.pkl' or i.filename.endswith('/data.pkl')]
+        if len(pickles) != 1:
+            raise NotACheckpointError('%s is a zip archive but not a torch checkpoint: %s data.pkl'
+                                      % (path, 'no' if not pickles else 'more than one'))
+        for i in infos:
+            if i.compress_type != zipfile.ZIP_STORED:
+                raise CheckpointLimitError(
+                    'refused to load %s: its record %s is compressed (%d bytes inflating to %d); '
+                    'torch.save stores records uncompressed' % (path, i.filename, i.compress_size,
+                                                                 i.file_size))
+        total = sum(i.file_size for i in infos)
+        if total > size:
+            raise CheckpointLimitError('refused to load %s: its records claim %d bytes, more than '
+                                       'the file\'s %d' % (path, total, size))
+        pkl = pickles[0]
+        if pkl.file_size > MAX_PICKLE_BYTES:
+            raise CheckpointLimitError('refused to load %s: its data.pkl is %d bytes, over the '
+                                       'limit of %d' % (path, pkl.file_size, MAX_PICKLE_BYTES))
+        scan = scan_pickle(z.read(pkl), max_ops=MAX_PICKLE_OPS)
+        prefix = pkl.filename[:-len('data.pkl')]
+        records = {i.filename: i.file_size for i in infos}
+        for key, nbytes in _check_storages(scan.persistent_ids, path, size, header=0).items():
+            name = prefix + 'data/' + key
+            if records.get(name) != nbytes:
+                raise CheckpointLimitError(
+                    'refused to load %s: storage %s declares %d bytes, but its record holds %s'
+                    % (path, key, nbytes, 'none' if name not in records else records[name]))
+
+
+def _check_storages(pids, path: Path, room: int, header: int):
+    """``{key: bytes}`` of the storages the persistent ids declare, each of a known type, all
+    together (plus ``header`` bytes each) within ``room`` bytes of the file."""
+    storages = {}
+    for pid in pids:
+        if pid is None or len(pid) < 5 or pid[0] != 'storage':
+            raise NotACheckpointError('%s: a persistent id %r is not a torch storage declaration'
+                                      % (path, pid if pid is None else pid[:5]))
+        stype, key, numel = pid[1], pid[2], pid[4]
+        elsize = _STORAGE_ELEMENT_SIZES.get(str(stype).rsplit('.', 1)[-1])
+        if elsize is None or not isinstance(key, str) or isinstance(numel, bool) \
+                or not isinstance(numel, int) or numel < 0:
+            raise NotACheckpointError('%s: storage declaration %r is not one torch writes'
+                                      % (path, pid[:5]))
+        storages[key] = max(storages.get(key, 0), numel * elsize)
+    total = sum(storages.values()) + header * len(storages)
+    if total > room:
+        raise CheckpointTooShortError(
+            'refused to load %s: its %d storages declare %d bytes, but the file holds %d bytes '
+            'of tensor data (truncated, or forged to allocate more than it holds)'
+            % (path, len(storages), total, max(room, 0)))
+    return storages
+
+
+def check_tensor_sizes(ckpt, path: PathLike) -> None:
+    """Refuse tensors of ``ckpt['model']`` that claim more elements than their storage holds
+    (stride-0 or overlapping views, which would make a small file act as a huge model)."""
+    model = ckpt.get('model') if isinstance(ckpt, Mapping) else None
+    if not isinstance(model, (list, tuple)):
+        return
+    for half in model:
+        if not isinstance(half, Mapping):
+            continue
+        for key, t in half.items():
+            if not isinstance(t, torch.Tensor) or t.numel() == 0:
+                continue
+            held = t.untyped_storage().nbytes() - t.storage_offset() * t.element_size()
+            if t.numel() * t.element_size() > held:
+                raise CheckpointLimitError(
+                    'refused to load %s: tensor %s of shape %s (strides %s) claims %d elements, but '
+                    'its storage holds %d' % (path, key, tuple(t.shape), tuple(t.stride()),
+                                              t.numel(), max(held, 0) // t.element_size()))
 
 
 def _first_line_of_interest(msg: str) -> str:
@@ -223,6 +371,19 @@ def stored_options(ckpt: Mapping, path: PathLike) -> Mapping:
     return opt
 
 
+_BOUNDS = {'embed_size': 'MAX_EMBED_SIZE', 'img_dim': 'MAX_IMG_DIM', 'word_dim': 'MAX_WORD_DIM',
+           'vocab_size': 'MAX_VOCAB_SIZE', 'num_layers': 'MAX_NUM_LAYERS'}
+
+
+def _check_bounds(path: PathLike, **sizes: int) -> None:
+    for key, value in sizes.items():
+        bound = globals()[_BOUNDS[key]]
+        if value > bound:
+            raise CheckpointLimitError(
+                '%s: %s=%d is beyond any VSE++ model (limit %d, vseimageencoder.checkpoint.%s); '
+                'refused before building a tower that size' % (path, key, value, bound, _BOUNDS[key]))
+
+
 def read_options(ckpt: Mapping, path: PathLike) -> TowerOptions:
     """The tower-shaping options of a loaded checkpoint's ``opt``.
 
@@ -247,6 +408,7 @@ def read_options(ckpt: Mapping, path: PathLike) -> TowerOptions:
             raise NotVSECheckpointError('%s: option %s=%r is not an integer' % (path, key, vals[key])) from None
         if vals[key] <= 0:
             raise NotVSECheckpointError('%s: option %s=%r must be positive' % (path, key, vals[key]))
+    _check_bounds(path, embed_size=vals['embed_size'], img_dim=vals['img_dim'])
     return TowerOptions(cnn_type=cnn_type, embed_size=vals['embed_size'], img_dim=vals['img_dim'],
                         no_imgnorm=bool(vals['no_imgnorm']), use_abs=bool(vals['use_abs']),
                         data_name=data_name)
@@ -444,6 +606,7 @@ def read_text_options(ckpt: Mapping, sd: Mapping[str, torch.Tensor], path: PathL
         raise NotVSECheckpointError('%s: the text state dict has no 2-d rnn.weight_hh_l0' % path)
     embed_size = int(w_hh.shape[1])
     found = dict(vocab_size=vocab_size, word_dim=word_dim, embed_size=embed_size, num_layers=num_layers)
+    _check_bounds(path, **found)
     for key, value in found.items():
         stored = opt.get(key)
         if stored is not None and int(stored) != value:

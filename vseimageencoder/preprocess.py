@@ -17,6 +17,7 @@ Two ways to compute that transform (``resize=``):
   formats (PNG, ...) must still be decoded in full.
   ``benchmarks/resize_fidelity.py`` measures how far its embeddings are from ``'exact'``.
 """
+import contextlib
 import os
 import warnings
 from typing import Tuple
@@ -145,6 +146,36 @@ class ImageReadError(ValueError):
         self.reason = reason or message
 
 
+class ImageFormatError(ImageReadError):
+    """The file is not in one of :data:`ALLOWED_FORMATS` (EPS, PDF, PSD, ... are refused
+    unopened: some of Pillow's decoders call out to other programs, Ghostscript for EPS)."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """Decoding the image would take more than :data:`MAX_IMAGE_PIXELS` pixels."""
+
+
+class NotARegularImageError(ImageReadError):
+    """The path is a FIFO, device, socket or directory: never opened for reading."""
+
+
+#: The image formats decoded (Pillow's names; MPO is the multi-picture JPEG phones write).
+ALLOWED_FORMATS = ('JPEG', 'MPO', 'PNG', 'WEBP', 'GIF', 'BMP', 'TIFF')
+#: Most pixels one image may decode to (after the reduced JPEG decode of ``resize='fast'``):
+#: 40 megapixels, under half of Pillow's decompression-bomb warning (89.5 M) and a quarter
+#: of its error; an 8K frame is 33 M. Set the ``VSEIMAGEENCODER_MAX_PIXELS`` environment
+#: variable, or this attribute, to change it for the process.
+MAX_IMAGE_PIXELS = int(os.environ.get('VSEIMAGEENCODER_MAX_PIXELS') or 40_000_000)
+
+#: Signatures of common formats outside the allow-list, to name what was refused.
+_REFUSED_SIGNATURES = ((b'%!PS', 'PostScript/EPS'), (b'\xc5\xd0\xd3\xc6', 'EPS'),
+                       (b'%PDF', 'PDF'), (b'8BPS', 'PSD'), (b'\x00\x00\x01\x00', 'ICO'),
+                       (b'icns', 'ICNS'), (b'gimp xcf', 'XCF'), (b'<?xml', 'XML/SVG'),
+                       (b'<svg', 'SVG'), (b'P1', 'PBM'), (b'P2', 'PGM'), (b'P3', 'PPM'),
+                       (b'P4', 'PBM'), (b'P5', 'PGM'), (b'P6', 'PPM'), (b'\x00\x00\x00\x0cjP', 'JPEG 2000'),
+                       (b'\xffO\xffQ', 'JPEG 2000'), (b'DDS ', 'DDS'), (b'\x59\xa6\x6a\x95', 'Sun raster'))
+
+
 def to_rgb(img):
     """A PIL image as 8-bit RGB, upright.
 
@@ -187,19 +218,33 @@ def _read(path, min_short):
     """
     from PIL import Image, UnidentifiedImageError
 
+    from .regular_files import NotARegularFileError, open_regular
+
     try:
-        with Image.open(path) as img:
+        with contextlib.ExitStack() as stack:
+            # A path is opened only if it is a regular file (a FIFO would block the reader
+            # for good); a file object (bytes in memory) is read as given.
+            fp = stack.enter_context(open_regular(path)) if isinstance(path, (str, os.PathLike)) else path
+            img = stack.enter_context(_open_allowed(fp, path))
             stored = img.size
             scale = 1.0
-            if min_short and img.format == 'JPEG':
+            if min_short and img.format in ('JPEG', 'MPO'):
                 drafted = img.draft('RGB', (min_short, min_short))
                 if drafted is not None:
                     scale = stored[0] / drafted[1][2]
+            _check_pixels_allowed(img.size, stored, path)
             orientation = img.getexif().get(0x0112, 1) if scale != 1.0 else 1
             img.load()
             decoded = img.size
             out = to_rgb(img)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except NotARegularFileError as e:
+        raise NotARegularImageError('cannot read image %s: %s' % (path, e), str(e)) from None
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError('cannot read image %s: %s' % (path, e), str(e)) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+            EOFError, MemoryError) as e:
+        if isinstance(e, ImageReadError):
+            raise
         raise ImageReadError('cannot read image %s: %s' % (path, e), str(e)) from None
     turned = out.size != decoded  # EXIF orientation swapped the axes
     full = (stored[1], stored[0]) if turned else stored
@@ -210,6 +255,35 @@ def _read(path, min_short):
     offset = ((out.size[0] - full[0] / scale) if flip_x else 0.0,
               (out.size[1] - full[1] / scale) if flip_y else 0.0)
     return out, scale, full, offset
+
+
+def _open_allowed(fp, path):
+    """``Image.open`` restricted to :data:`ALLOWED_FORMATS`; ImageFormatError otherwise."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        # MPO has no opener of its own: JPEG's opens it (and returns an MPO image).
+        return Image.open(fp, formats=[f for f in ALLOWED_FORMATS if f != 'MPO'])
+    except UnidentifiedImageError:
+        try:
+            fp.seek(0)
+            head = fp.read(16)
+        except (OSError, AttributeError, ValueError):
+            head = b''
+        kind = next((name for sig, name in _REFUSED_SIGNATURES if head.startswith(sig)), None)
+        reason = ('%s is not an allowed image format' % kind if kind else
+                  'not an image in an allowed format') + ' (allowed: JPEG, PNG, WebP, GIF, BMP, TIFF)'
+        raise ImageFormatError('cannot read image %s: %s' % (path, reason), reason) from None
+
+
+def _check_pixels_allowed(decoded, stored, path) -> None:
+    limit = MAX_IMAGE_PIXELS
+    if decoded[0] * decoded[1] > limit:
+        reason = ('%d x %d pixels%s is over the limit of %d pixels (MAX_IMAGE_PIXELS; '
+                  'environment variable VSEIMAGEENCODER_MAX_PIXELS)'
+                  % (stored[0], stored[1], '' if decoded == stored else
+                     ' (%d x %d decoded)' % decoded, limit))
+        raise ImageTooLargeError('cannot read image %s: %s' % (path, reason), reason)
 
 
 #: For each EXIF orientation, whether the upright x and y axes run against the stored ones.

@@ -6,6 +6,7 @@ pass, so threads overlap them without the cost of moving pixels between processe
 import logging
 import os
 import threading
+import time
 from typing import Callable, Iterator, Optional, Sequence, Tuple, TypeVar
 
 logger = logging.getLogger(__name__)
@@ -27,10 +28,16 @@ class PrefetchReader:
     ``result`` is what ``load`` returned, or the exception of one of the ``skip`` types it
     raised (the caller names and skips those). Any other exception is raised from the
     iteration at that item's place. Memory holds at most ``ahead`` results plus one
-    item in progress per reader. Use as a context manager: leaving it (normally, on an
-    error, or on KeyboardInterrupt) stops the readers after the item each is working on and
-    waits for them, so no reader outlives the run.
+    item in progress per reader. Use as a context manager: leaving it normally stops the
+    readers after the item each is working on and waits for them, so no reader outlives the
+    run. Leaving it on an error or KeyboardInterrupt waits at most :attr:`ABANDON_AFTER`
+    seconds: a reader blocked in I/O (a stalled network mount, a device) must not keep
+    Ctrl-C from ending the run, so readers still busy then are left behind (daemon threads,
+    which never keep the process alive) and named in a warning.
     """
+
+    #: Seconds an interrupted reader pool waits for busy readers before leaving them.
+    ABANDON_AFTER = 0.2
 
     def __init__(self, paths: Sequence, load: Callable, readers: int, ahead: int,
                  skip: Tuple[type, ...] = ()):
@@ -82,20 +89,27 @@ class PrefetchReader:
                 raise result
             yield path, result
 
-    def close(self):
-        """Stop the readers after their current item and wait for them."""
+    def close(self, timeout: Optional[float] = None) -> bool:
+        """Stop the readers after their current item and wait for them: without end, or at
+        most ``timeout`` seconds in all. Returns whether every reader has stopped."""
         with self._cond:
             self._stopped = True
             self._results.clear()
             self._cond.notify_all()
+        deadline = None if timeout is None else time.monotonic() + timeout
         for t in self._threads:
-            t.join()
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        busy = [t.name for t in self._threads if t.is_alive()]
+        if busy:
+            logger.warning('left %d reader thread(s) still blocked reading (%s); they end with '
+                           'the process', len(busy), ', '.join(busy))
+        return not busy
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        self.close(None if exc_type is None else self.ABANDON_AFTER)
         return False
 
 

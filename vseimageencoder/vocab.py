@@ -40,6 +40,18 @@ class NotAVocabularyError(VocabularyError):
     """The file is not a VSE++ vocabulary (not a pickle, or a pickle of something else)."""
 
 
+class VocabularyLimitError(VocabularyError):
+    """The file is larger, nests deeper or holds more words than any VSE++ vocabulary;
+    refused before it is unpickled (or before its words are used)."""
+
+
+#: The released vocabularies hold about 8,500 (f30k) and 11,400 (coco) words in pickles
+#: under 1 MB; these bounds leave wide headroom (and match checkpoint.MAX_VOCAB_SIZE).
+MAX_VOCAB_WORDS = 200_000
+MAX_VOCAB_FILE_BYTES = 32 << 20
+MAX_VOCAB_PICKLE_OPS = 4_000_000
+
+
 @dataclass(frozen=True)
 class Vocabulary:
     """A VSE++ vocabulary: ``word2idx`` maps words to ids (``<pad>``=0, ``<start>``=1,
@@ -190,10 +202,17 @@ def read_vocabulary(path: PathLike) -> Vocabulary:
             verify_record(path)
         except WeightsError as e:
             raise VocabularyError(str(e)) from None
+    from .regular_files import FileTooLargeError, open_regular
+    from .safe_pickle import PickleRefusedError, PickleTooDeepError, PickleTooLargeError, scan_pickle
+
     try:
-        data = path.read_bytes()
+        with open_regular(path, MAX_VOCAB_FILE_BYTES) as f:
+            data = f.read(MAX_VOCAB_FILE_BYTES + 1)
     except FileNotFoundError:
         raise VocabularyNotFoundError('vocabulary file %s does not exist' % path) from None
+    except FileTooLargeError as e:
+        raise VocabularyLimitError('refused to load %s (released vocabularies are under 1 MB)'
+                                   % e) from None
     except OSError as e:
         raise NotAVocabularyError('cannot read vocabulary file %s: %s' % (path, e)) from None
     if not data:
@@ -201,6 +220,16 @@ def read_vocabulary(path: PathLike) -> Vocabulary:
     if not data.startswith(b'\x80') and data[:1] not in (b'(', b'c', b'}', b']', b'i'):
         raise NotAVocabularyError('%s is not a VSE++ vocabulary: not a pickle (starts with %r)'
                                   % (path, data[:8]))
+    try:
+        scan_pickle(data, max_ops=MAX_VOCAB_PICKLE_OPS)
+    except PickleTooDeepError as e:
+        raise UnsafeVocabularyError('refused to load %s: %s; unpickling it could crash the process'
+                                    % (path, e.reason)) from None
+    except PickleTooLargeError as e:
+        raise VocabularyLimitError('refused to load %s: its pickle is too large (%s)'
+                                   % (path, e.reason)) from None
+    except PickleRefusedError as e:
+        raise NotAVocabularyError('%s is not a VSE++ vocabulary: %s' % (path, e.reason)) from None
     try:
         # Python 2 byte strings (attribute names, special tokens) are decoded as UTF-8.
         obj = _VocabularyUnpickler(io.BytesIO(data), encoding='utf-8').load()
@@ -229,6 +258,10 @@ def _from_state(obj, path: Path) -> Vocabulary:
     if not isinstance(w2i, dict) or not w2i:
         raise NotAVocabularyError('%s: word2idx is %s, expected a non-empty dict'
                                   % (path, type(w2i).__name__))
+    if len(w2i) > MAX_VOCAB_WORDS:
+        raise VocabularyLimitError('%s holds %d words, beyond any VSE++ vocabulary (limit %d, '
+                                   'vseimageencoder.vocab.MAX_VOCAB_WORDS)'
+                                   % (path, len(w2i), MAX_VOCAB_WORDS))
     word2idx: Dict[str, int] = {}
     for word, idx in w2i.items():
         if isinstance(word, bytes):

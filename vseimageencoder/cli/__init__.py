@@ -41,4 +41,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s', stream=sys.stderr)
     logging.getLogger('vseimageencoder.checkpoint').setLevel(logging.WARNING)
-    return importlib.import_module('.' + COMMANDS[args.command], __name__).run(args)
+    status = importlib.import_module('.' + COMMANDS[args.command], __name__).run(args)
+    if status == EXIT_INTERRUPTED and argv is None:
+        _exit_now(status)
+    return status
+
+
+def _exit_now(status: int) -> None:
+    """End an interrupted command-line run at once. The command has already cleaned up;
+    finalising torch and jina's modules takes seconds, and a reader thread left blocked in
+    I/O must not meet interpreter teardown (Ctrl-C is to end the run within a second)."""
+    import os
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
