@@ -110,10 +110,11 @@ def checkpoint_provenance(checkpoint: Path, resize: str, precision: str, options
     return prov
 
 
-def _mismatch(directory, recorded: dict, key: str, ours, what: str) -> ProvenanceMismatchError:
+def _mismatch(directory, recorded: dict, key: str, ours, flag: str) -> ProvenanceMismatchError:
     return ProvenanceMismatchError(
-        '%s was embedded with %s %s=%s, but this run would use %s=%s: use the same %s, or '
-        '--rebuild to embed everything again' % (directory, what, key, recorded.get(key), key, ours, what))
+        '%s was embedded with %s=%s, but this run would use %s=%s: give %s %s (or leave it out), '
+        'or --rebuild to embed everything again' % (directory, key, recorded.get(key), key, ours, flag,
+                                                    recorded.get(key)))
 
 
 def update_index(directory: PathLike, paths: Sequence[PathLike] = (), model_path: Optional[PathLike] = None,
@@ -234,8 +235,9 @@ def _embed(w: Writer, todo: List[_Found], live_before: Dict, model_path, batch_s
     from ..batch_embed import embed_files, reading_options
     from ..encoders import ImageEncoder
 
-    resize, readers = reading_options(resize, readers)  # bad values fail before the load
+    reading_options(resize, readers)  # bad values fail before the load
     checkpoint, precision, resize, rec = _resolve_model(w, model_path, precision, resize, rebuild)
+    resize, readers = reading_options(resize, readers)
     core = ImageEncoder(checkpoint, precision=precision, device=device, resize=resize)
     if core.options.precomputed:
         raise ValueError('%s is a precomputed-feature model (%s); indexing image files needs a model '
