@@ -177,6 +177,15 @@ def main():
 
     from tests.vsepp_release import write_release_checkpoint
 
+    # A progress line per fresh process (each takes seconds to minutes), and the run time.
+    started, done = time.perf_counter(), [0]
+    steps = len(args.models) * (1 + len(args.precisions) + 2 * args.load_repeats)
+
+    def progress(what):
+        done[0] += 1
+        print('bench: [%d/%d] %s (%.0f s so far)' % (done[0], steps, what, time.perf_counter() - started),
+              file=sys.stderr, flush=True)
+
     lines = ['Machine: %s. Date: %s.' % (_machine(), time.strftime('%Y-%m-%d')), '']
     header = '| model | implementation | precision | ' + ' | '.join('batch %d img/s (x plain)' % b for b in args.batches) \
         + ' | min cosine to plain | peak RSS MB |'
@@ -189,11 +198,13 @@ def main():
             write_release_checkpoint(ckpt, cnn, legacy=True, old_vgg_keys=cnn.startswith('vgg'), seed=1)
             common = dict(ckpt=ckpt, cnn_type=cnn, batches=args.batches, min_time=args.min_time,
                           max_iters=args.max_iters)
+            progress('%s plain fp32' % cnn)
             plain = _spawn('run', impl='plain', precision='fp32', **common)
             lines.append('| %s | plain (torchvision, eager NCHW) | fp32 | %s | 1 | %.0f |' % (
                 cnn, ' | '.join('%.2f' % plain['throughput'][str(b)] for b in args.batches),
                 plain['peak_rss_mb']))
             for prec in args.precisions:
+                progress('%s VSEImageEncoder %s' % (cnn, prec))
                 ours = _spawn('run', impl='ours', precision=prec, **common)
                 if 'error' in ours:
                     lines.append('| %s | VSEImageEncoder | %s | %s | - | %.0f |' % (
@@ -207,13 +218,17 @@ def main():
                                                             ours['throughput'][str(b)] / plain['throughput'][str(b)])
                                            for b in args.batches), cos, ours['peak_rss_mb']))
                 print(lines[-1], file=sys.stderr)
-            pl = statistics.median(_spawn('load', impl='plain', ckpt=ckpt, cnn_type=cnn)['load_s']
+            pl = statistics.median((progress('%s start-up, plain' % cnn),
+                                    _spawn('load', impl='plain', ckpt=ckpt, cnn_type=cnn))[1]['load_s']
                                    for _ in range(args.load_repeats))
-            ours_runs = [_spawn('load', impl='ours', ckpt=ckpt, cnn_type=cnn) for _ in range(args.load_repeats)]
+            ours_runs = [(progress('%s start-up, ours' % cnn),
+                          _spawn('load', impl='ours', ckpt=ckpt, cnn_type=cnn))[1]
+                         for _ in range(args.load_repeats)]
             ol = statistics.median(r['load_s'] for r in ours_runs)
             op = statistics.median(r['prep_s'] for r in ours_runs)
             load_lines.append('| %s | %.2f | %.2f | %.2f | %.2f |' % (cnn, pl, ol, ol / pl, op))
     print('\n'.join(lines + load_lines))
+    print('bench: done in %.0f s' % (time.perf_counter() - started), file=sys.stderr)
 
 
 if __name__ == '__main__':
