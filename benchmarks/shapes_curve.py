@@ -45,9 +45,9 @@ def _cli(argv):
         raise SystemExit('command failed (%d): vseimageencoder %s' % (status, ' '.join(argv)))
 
 
-def _evaluate(data, run, out_json):
+def _evaluate(data, run, out_json, threads):
     _cli(['evaluate', '--precomp', str(data), '--split', 'test', '--model-path',
-          str(run / 'checkpoint.pth.tar'), '-o', str(out_json)])
+          str(run / 'checkpoint.pth.tar'), '-o', str(out_json), '--threads', str(threads)])
     return json.loads(Path(out_json).read_text())
 
 
@@ -73,13 +73,13 @@ def main(argv=None) -> int:
             if loss == 'vse0':
                 common.append('--sum-violation')
             _cli(common + ['--epochs', '0'])
-            rows.setdefault(0, {})[loss] = (0.0, _evaluate(data, run, tmp / 'e.json'))
+            rows.setdefault(0, {})[loss] = (0.0, _evaluate(data, run, tmp / 'e.json', a.threads))
             spent = 0.0
             for k in range(1, a.epochs + 1):
                 t0 = time.monotonic()
                 _cli(common + ['--epochs', str(k), '--resume', str(run)])
                 spent += time.monotonic() - t0
-                rows.setdefault(k, {})[loss] = (spent, _evaluate(data, run, tmp / 'e.json'))
+                rows.setdefault(k, {})[loss] = (spent, _evaluate(data, run, tmp / 'e.json', a.threads))
                 r = rows[k][loss][1]
                 sys.stderr.write('%s epoch %d: %.0f s, test rsum %.1f\n' % (loss, k, spent, r['rsum']))
     losses = a.losses.split(',')

@@ -43,6 +43,8 @@ def add_parser(sub):
                    help='image transform, as for encode (default: %s)' % DEFAULT_RESIZE)
     e.add_argument('--readers', type=int, default=None, metavar='N',
                    help='threads reading images ahead of the model (default: half the cores)')
+    e.add_argument('--threads', type=int, default=None, metavar='N',
+                   help="torch CPU threads (default: torch's, one per core)")
     e.add_argument('-o', '--output', metavar='FILE.json', help='also write the figures as JSON')
     e.add_argument('--ranks', metavar='FILE.npz',
                    help="save every query's 0-based rank (arrays i2t (N,) and t2i (5N,))")
@@ -74,6 +76,12 @@ def run(args) -> int:
     if args.karpathy and not args.images:
         logger.error('--karpathy needs --images ROOT, the folder its images are in')
         return EXIT_ERROR
+    if args.threads is not None:
+        if args.threads < 1:
+            logger.error('--threads must be at least 1, got %d', args.threads)
+            return EXIT_ERROR
+        import torch
+        torch.set_num_threads(args.threads)
     try:
         result = evaluate_model(args)
     except KeyboardInterrupt:
