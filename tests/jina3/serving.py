@@ -48,7 +48,7 @@ def _rescue_load_balancer(orchestrator) -> bool:
 
 
 @contextmanager
-def started(orchestrator, exit_within: float = 30.0):
+def started(orchestrator, exit_within: float = 45.0):
     """``with started(Deployment(...)) as d:`` -- enter; on the way out, exit within
     ``exit_within`` seconds (else AssertionError, once the load balancer is ended), then end
     any process the block left behind, by PID."""

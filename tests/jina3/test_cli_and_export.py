@@ -67,6 +67,24 @@ def test_kubernetes_export(tmp_path):
     assert 8080 in [p['containerPort'] for p in container.get('ports', [])]
     assert any(p['port'] == 8080 for s in services for p in s['spec']['ports'])
     assert '--host' not in args or args[args.index('--host') + 1] != '127.0.0.1'
+    # A Deployment's export has no gateway (docs/jina3.md says so): its clients call the
+    # Executor's Service. A Flow's export adds one.
+    images = [c['image'] for doc in deployments for c in doc['spec']['template']['spec']['containers']]
+    assert images == [TAG], images
+    assert os.environ['JINA_GATEWAY_IMAGE'] not in images
+
+
+def test_kubernetes_export_of_a_flow_has_a_gateway(tmp_path):
+    from jina import Flow
+
+    Flow(port=8081).add(name='image', uses='docker://' + TAG, replicas=2).to_kubernetes_yaml(
+        str(tmp_path / 'k8s'), k8s_namespace='vse')
+    docs = [doc for f in sorted((tmp_path / 'k8s').rglob('*.yml')) for doc in yaml.safe_load_all(f.read_text()) if doc]
+    images = sorted(c['image'] for doc in docs if doc['kind'] == 'Deployment'
+                    for c in doc['spec']['template']['spec']['containers'])
+    assert images == sorted([TAG, os.environ['JINA_GATEWAY_IMAGE']]), images
+    assert [doc['metadata']['name'] for doc in docs if doc['kind'] == 'Service' and
+            doc['metadata']['name'] == 'gateway'] == ['gateway']
 
 
 def test_docker_compose_export(tmp_path):

@@ -341,8 +341,9 @@ def test_data_url_and_small_tensors_over_http(http_dep, pixels, release):
 def test_http_deployment_leaves_its_with_block_promptly(http_dep):
     """jina 3.34's HTTP load balancer never stopped (the Deployment waited 60 s, then for
     ever); with vseimageencoder.jina3.local.fix_http_shutdown the block ends, and no process
-    of the Deployment is left."""
+    of the Deployment is left. (About a second with forked pods on an idle machine; spawned
+    pods on a loaded 2-core one took 20 s, as long as the gRPC Deployment's exit there.)"""
     lb_pid = http_dep.deployment.gateway_pod.worker.pid
-    seconds = http_dep.close()  # started() fails it past 30 s (ending the balancer by PID)
-    assert seconds < 30
+    seconds = http_dep.close()  # started() fails it past 45 s (ending the balancer by PID)
+    assert seconds < 45
     assert lb_pid not in descendants(os.getpid())
