@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import sys
 import tarfile
 import tempfile
@@ -28,6 +29,20 @@ CHECKPOINT_NAME = 'model_best.pth.tar'
 DEFAULT_MODEL = 'f30k_vse++_vggfull'
 RECORD_SUFFIX = '.json'
 _CHUNK = 1 << 20
+
+#: The largest released model file (VGG19 fine-tuned: backbone, projection and text tower)
+#: is about 0.6 GB; a member declaring more than this is refused before a byte is written.
+#: ``download --max-bytes`` overrides it.
+MAX_MODEL_BYTES = 1 << 30
+#: Released vocabularies are under 1 MB (see vocab.MAX_VOCAB_FILE_BYTES, the loader's bound).
+MAX_VOCAB_BYTES = 32 << 20
+#: The whole download may take this long: runs.tar is about 7 GB and is read up to the
+#: wanted member, so a slow (0.5 MB/s) link still finishes. ``download --deadline``.
+DEFAULT_DEADLINE = 6 * 3600.0
+#: A transfer that moves fewer than :data:`STALL_MIN_BYTES` in this many seconds (or
+#: nothing at all) is stalled. ``download --stall-timeout``.
+DEFAULT_STALL_TIMEOUT = 60.0
+STALL_MIN_BYTES = 64 << 10
 
 
 def vocab_file_name(data_name: str) -> str:
@@ -91,6 +106,18 @@ RELEASED_MODELS: Dict[str, ReleasedModel] = {m.name: m for m in (
 
 class WeightsError(RuntimeError):
     """A download or a downloaded file's record failed; the message says which and why."""
+
+
+class DownloadTooLargeError(WeightsError):
+    """The archive member declares more bytes than the cap allows."""
+
+
+class DownloadStalledError(WeightsError):
+    """The source sent (almost) nothing for the stall timeout."""
+
+
+class DownloadDeadlineError(WeightsError):
+    """The download did not finish within its overall deadline."""
 
 
 class UnknownModelError(WeightsError, KeyError):
@@ -164,17 +191,49 @@ def verify_record(checkpoint: Union[str, Path]) -> Optional[dict]:
 
 
 class _CountingReader:
-    """A read-only file wrapper that counts bytes and reports progress."""
+    """A read-only file wrapper that counts bytes, reports progress and enforces the
+    deadline (``deadline_at``, a ``time.monotonic()`` value) and the stall timeout.
 
-    def __init__(self, raw, report: Optional[Callable[[int], None]]):
+    Reads return what one receive brings (``read1``) rather than waiting to fill the
+    request, so a source dripping a byte at a time is measured as it drips; the socket's
+    own timeout (the stall timeout) bounds one receive.
+    """
+
+    def __init__(self, raw, report: Optional[Callable[[int], None]], source: str = '',
+                 deadline_at: Optional[float] = None, stall_timeout: Optional[float] = None):
         self.raw, self.report, self.count = raw, report, 0
+        self.source, self.deadline_at, self.stall_timeout = source, deadline_at, stall_timeout
+        self._window_start = time.monotonic()
+        self._window_count = 0
+        self._read = getattr(raw, 'read1', None) or raw.read
 
     def read(self, n=-1):
-        data = self.raw.read(n)
+        try:
+            data = self._read(n if n is not None and n >= 0 else _CHUNK)
+        except socket.timeout:
+            raise DownloadStalledError('%s sent nothing for %.0f s (stall timeout) after %d bytes'
+                                       % (self.source, self.stall_timeout or 0, self.count)) from None
         self.count += len(data)
+        self._check(len(data))
         if self.report is not None:
             self.report(self.count)
         return data
+
+    def _check(self, got: int) -> None:
+        now = time.monotonic()
+        if self.deadline_at is not None and now > self.deadline_at:
+            raise DownloadDeadlineError('reading %s did not finish within the deadline (%d bytes '
+                                        'read); raise it with --deadline' % (self.source, self.count))
+        if self.stall_timeout is None:
+            return
+        self._window_count += got
+        if now - self._window_start >= self.stall_timeout:
+            if self._window_count < STALL_MIN_BYTES:
+                raise DownloadStalledError(
+                    '%s stalled: %d bytes in the last %.0f s (stall timeout; fewer than %d) after '
+                    '%d bytes' % (self.source, self._window_count, now - self._window_start,
+                                  STALL_MIN_BYTES, self.count))
+            self._window_start, self._window_count = now, 0
 
 
 class _ProgressLine:
@@ -193,11 +252,14 @@ class _ProgressLine:
         sys.stderr.flush()
 
 
-def _open_source(source: str):
+def _open_source(source: str, timeout: float = DEFAULT_STALL_TIMEOUT):
     """A readable binary stream of the archive, and its length when known."""
     if source.startswith(('http://', 'https://')):
         try:
-            resp = urllib.request.urlopen(source, timeout=60)
+            resp = urllib.request.urlopen(source, timeout=timeout)
+        except socket.timeout:
+            raise DownloadStalledError('%s did not answer within %.0f s (stall timeout)'
+                                       % (source, timeout)) from None
         except OSError as e:
             raise WeightsError('cannot fetch %s: %s' % (source, e)) from None
         length = resp.headers.get('Content-Length')
@@ -230,38 +292,56 @@ def _cached(target: Path, identity: Dict[str, str]) -> bool:
 
 def fetch_member(source: str, member: str, target: Union[str, Path], identity: Dict[str, str],
                  progress: bool = False, size: Optional[int] = None,
-                 sha256: Optional[str] = None) -> Path:
+                 sha256: Optional[str] = None, max_bytes: int = MAX_MODEL_BYTES,
+                 deadline: Optional[float] = DEFAULT_DEADLINE,
+                 stall_timeout: Optional[float] = DEFAULT_STALL_TIMEOUT) -> Path:
     """Stream the tar archive ``source`` and write its ``member`` to ``target``, recorded.
 
     ``source`` is an http(s) URL, a ``file://`` URL or a local path. The archive is read
-    once, front to back, and never stored; reading stops once the member is out. The file
-    lands at ``target`` atomically (temporary file in the same folder, then rename) with
-    ``<target>.json`` beside it: ``identity`` (e.g. ``{'model': name}``) plus source,
-    member, size, sha256 and time. When ``size``/``sha256`` are given the member must match
-    them. Nothing is fetched when ``target`` already matches its record and that record
-    holds ``identity``. On any failure (:class:`WeightsError`, or an interrupt) neither the
-    file nor its record is left at ``target``; an older file there is left as it was.
+    once, front to back, and never stored; reading stops once the member is out. The member
+    is matched by its exact name (``runs/...`` or ``./runs/...``; ``../runs/...`` is another
+    file). The file lands at ``target`` atomically (temporary file in the same folder, then
+    rename) with ``<target>.json`` beside it: ``identity`` (e.g. ``{'model': name}``) plus
+    source, member, size, sha256 and time. When ``size``/``sha256`` are given the member
+    must match them. Nothing is fetched when ``target`` already matches its record and that
+    record holds ``identity``.
+
+    Bounds: a member declaring more than ``max_bytes`` is refused before anything is written
+    (:class:`DownloadTooLargeError`); the whole call fails after ``deadline`` seconds
+    (:class:`DownloadDeadlineError`) and when the source sends fewer than
+    :data:`STALL_MIN_BYTES` in ``stall_timeout`` seconds (:class:`DownloadStalledError`).
+    On any failure (:class:`WeightsError`, an interrupt, or an exception raised by a signal
+    handler) neither the file nor its record is left at ``target``, an older file there is
+    left as it was, and folders this call created are removed again if empty.
     """
     target = Path(target)
     if _cached(target, identity):
         logger.info('%s already holds %s (verified); nothing fetched', target,
                     ', '.join('%s %s' % kv for kv in identity.items()))
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stream, total = _open_source(source)
-    bar = _ProgressLine(progress, total)
-    reader = _CountingReader(stream, bar)
-    fd, tmp = tempfile.mkstemp(prefix='.' + target.name + '.', suffix='.part', dir=str(target.parent))
+    deadline_at = None if deadline is None else time.monotonic() + deadline
+    created = _missing_folders(target.parent)
+    tmp = stream = None
     try:
+        stream, total = _open_source(source, stall_timeout or DEFAULT_STALL_TIMEOUT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        bar = _ProgressLine(progress, total)
+        reader = _CountingReader(stream, bar, source, deadline_at, stall_timeout)
+        fd, tmp = tempfile.mkstemp(prefix='.' + target.name + '.', suffix='.part', dir=str(target.parent))
         digest, got = hashlib.sha256(), 0
         with os.fdopen(fd, 'wb') as out:
             try:
                 archive = tarfile.open(fileobj=reader, mode='r|')
                 for entry in archive:
-                    if entry.name.lstrip('./') != member:
+                    if entry.name not in (member, './' + member):
                         continue
                     if not entry.isfile():
                         raise WeightsError('%s in %s is not a regular file' % (member, source))
+                    if entry.size > max_bytes:
+                        raise DownloadTooLargeError(
+                            '%s in %s declares %d bytes, over the limit of %d (the largest released '
+                            'file is far smaller; raise the limit with --max-bytes)'
+                            % (member, source, entry.size, max_bytes))
                     data = archive.extractfile(entry)
                     for chunk in iter(lambda: data.read(_CHUNK), b''):
                         out.write(chunk)
@@ -299,19 +379,40 @@ def fetch_member(source: str, member: str, target: Union[str, Path], identity: D
         os.replace(tmp, str(target))
         os.replace(rec_tmp, str(record_path(target)))
     except BaseException:
-        for t in (tmp, tmp + RECORD_SUFFIX):
+        for t in (tmp, tmp + RECORD_SUFFIX) if tmp else ():
             if os.path.exists(t):
                 os.unlink(t)
+        _remove_empty(created)
         raise
     finally:
-        stream.close()
+        if stream is not None:
+            stream.close()
     logger.info('fetched %s (%d bytes, sha256 %s) from %s after reading %d bytes of it',
                 target, got, record['sha256'], source, reader.count)
     return target
 
 
+def _missing_folders(folder: Path) -> list:
+    """The folders of ``folder``'s path that do not exist yet, deepest first."""
+    missing = []
+    folder = Path(os.path.abspath(str(folder)))
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_empty(folders: list) -> None:
+    for folder in folders:  # deepest first
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (something else arrived) or already gone
+            return
+
+
 def download_vocab(name: str, source: Optional[str] = None, dest: Union[str, Path] = 'pretrained',
-                   progress: bool = False) -> Path:
+                   progress: bool = False, deadline: Optional[float] = DEFAULT_DEADLINE,
+                   stall_timeout: Optional[float] = DEFAULT_STALL_TIMEOUT) -> Path:
     """Put the vocabulary of released model ``name`` at ``dest/<data_name>_vocab.pkl``.
 
     ``source`` is the vocabulary archive (default: the authors' ``vocab.tar``), as an
@@ -323,7 +424,8 @@ def download_vocab(name: str, source: Optional[str] = None, dest: Union[str, Pat
     model = released_model(name)
     return fetch_member(source or model.vocab_source, model.vocab_member,
                         Path(dest) / model.vocab_file, {'vocab': model.data_name}, progress,
-                        model.vocab_size, model.vocab_sha256)
+                        model.vocab_size, model.vocab_sha256, MAX_VOCAB_BYTES, deadline,
+                        stall_timeout)
 
 
 class VocabularyDownloadError(WeightsError):
@@ -336,7 +438,9 @@ class VocabularyDownloadError(WeightsError):
 
 def download(name: str, source: Optional[str] = None, dest: Union[str, Path] = 'pretrained',
              progress: bool = False, vocab_source: Optional[str] = None,
-             vocab: bool = True) -> Path:
+             vocab: bool = True, max_bytes: int = MAX_MODEL_BYTES,
+             deadline: Optional[float] = DEFAULT_DEADLINE,
+             stall_timeout: Optional[float] = DEFAULT_STALL_TIMEOUT) -> Path:
     """Put released model ``name`` at ``dest/model_best.pth.tar`` and, with ``vocab``, its
     vocabulary at ``dest/<data_name>_vocab.pkl``; return the checkpoint's path.
 
@@ -345,15 +449,20 @@ def download(name: str, source: Optional[str] = None, dest: Union[str, Path] = '
     http(s) URL or a local path. Each file is fetched only when ``dest`` does not already
     hold it, verified against its record (:func:`fetch_member`). The model comes first; if
     the vocabulary then fails, the model stays (it is complete and verified), no vocabulary
-    file is left, and :class:`VocabularyDownloadError` says so.
+    file is left, and :class:`VocabularyDownloadError` says so. ``max_bytes`` caps the
+    model member, ``deadline`` (seconds) bounds both fetches together and ``stall_timeout``
+    each transfer (:func:`fetch_member`).
     """
     model = released_model(name)
     dest = Path(dest)
+    deadline_at = None if deadline is None else time.monotonic() + deadline
     target = fetch_member(source or model.source, model.member, dest / CHECKPOINT_NAME,
-                          {'model': name}, progress, model.size, model.sha256)
+                          {'model': name}, progress, model.size, model.sha256, max_bytes,
+                          deadline, stall_timeout)
     if vocab:
+        left = None if deadline_at is None else max(0.0, deadline_at - time.monotonic())
         try:
-            download_vocab(name, vocab_source, dest, progress)
+            download_vocab(name, vocab_source, dest, progress, left, stall_timeout)
         except (WeightsError, OSError) as e:
             raise VocabularyDownloadError(str(e), target) from None
     return target

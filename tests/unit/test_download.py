@@ -1,5 +1,6 @@
 """`vseimageencoder download` against a real HTTP server on 127.0.0.1 serving runs.tar and
 vocab.tar in the release layout (the vocabularies written as Python 2.7 wrote them)."""
+import io
 import json
 import os
 import subprocess
@@ -109,7 +110,7 @@ def test_broken_transfer_leaves_nothing(tmp_path, archive):
         r = run_cli(NAME, '--source', server.url, '--dest', dest, '--no-vocab')
     assert r.returncode == 1
     assert 'nothing written' in r.stderr and NAME in r.stderr
-    assert os.listdir(str(dest)) == []
+    assert not dest.exists()  # not even the folder it created (issue 19.5)
 
 
 def test_unknown_model_named_with_known_list(tmp_path):
@@ -123,7 +124,7 @@ def test_member_missing_from_archive(tmp_path, archive, small_release):
     other = write_release_archive(tmp_path / 'other.tar', {'runs/x/model_best.pth.tar': b'abc'})
     r = run_cli(NAME, '--source', other, '--dest', tmp_path / 'p', '--no-vocab')
     assert r.returncode == 1 and 'has no member runs/%s/model_best.pth.tar' % NAME in r.stderr
-    assert os.listdir(str(tmp_path / 'p')) == []
+    assert not (tmp_path / 'p').exists()
 
 
 def test_checksum_mismatch_is_caught_and_refetched(tmp_path, archive):
@@ -255,7 +256,7 @@ def test_vocab_member_missing_is_named(tmp_path, archive, vocab_archive):
     assert sorted(os.listdir(str(dest))) == MODEL_FILES  # the model arrived and stays
     r = run_cli('coco_vse++', '--vocab-only', '--vocab-source', vocab_archive[0], '--dest', tmp_path / 'q')
     assert r.returncode == 1 and 'has no member vocab/coco_precomp_vocab.pkl' in r.stderr
-    assert 'nothing written' in r.stderr and os.listdir(str(tmp_path / 'q')) == []
+    assert 'nothing written' in r.stderr and not (tmp_path / 'q').exists()
 
 
 def test_vocab_flags_are_exclusive(tmp_path):
@@ -270,3 +271,180 @@ def test_download_api_returns_checkpoint_and_fetches_vocab(tmp_path, archive, vo
     with pytest.raises(weights.VocabularyDownloadError) as e:
         weights.download('coco_vse++', str(archive[0]), tmp_path / 'c', vocab_source=str(vocab_archive[0]))
     assert e.value.checkpoint == tmp_path / 'c' / 'model_best.pth.tar' and e.value.checkpoint.is_file()
+
+
+# ----------------------------------------------------------------------- hostile sources (issue 18.6)
+
+class DripServer:
+    """A real HTTP server on 127.0.0.1 announcing ``length`` bytes of a tar and sending
+    ``head`` at once, then one byte every ``every`` seconds (a stalled or hostile mirror),
+    or ``rate`` bytes a second when given."""
+
+    def __init__(self, head: bytes, length: int, every: float = 2.0, rate: int = 0):
+        import http.server
+        import threading
+
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header('Content-Length', str(length))
+                self.end_headers()
+                try:
+                    self.wfile.write(head)
+                    self.wfile.flush()
+                    while not server.stop.is_set():
+                        if rate:
+                            self.wfile.write(bytes(rate // 10))
+                            server.stop.wait(0.1)
+                        else:
+                            self.wfile.write(b'\0')
+                            self.wfile.flush()
+                            server.stop.wait(every)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.stop = threading.Event()
+        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = 'http://127.0.0.1:%d/runs.tar' % self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def member_header(name: str, size: int) -> bytes:
+    """A tar header for ``name`` declaring ``size`` bytes (GNU base-256 beyond 8 GB)."""
+    info = tarfile.TarInfo(name)
+    info.size = size
+    return info.tobuf(format=tarfile.GNU_FORMAT)
+
+
+def _timed_cli(*args):
+    import time
+    start = time.monotonic()
+    r = run_cli(*args)
+    return r, time.monotonic() - start
+
+
+def test_stalled_source_fails_fast_and_leaves_nothing(tmp_path):
+    # One byte every 2 s: each receive succeeds, so a per-read timeout never fires (was: ran
+    # past 80 s). The stall timeout counts bytes per window instead.
+    dest = tmp_path / 'new' / 'pretrained'
+    member = 'runs/%s/model_best.pth.tar' % NAME
+    with DripServer(member_header(member, 10_000_000), 10_000_512, every=2.0) as server:
+        r, took = _timed_cli(NAME, '--source', server.url, '--dest', dest, '--no-vocab',
+                             '--stall-timeout', '3')
+    assert r.returncode == 1, r.stderr
+    assert 'stalled' in r.stderr and server.url in r.stderr
+    assert took < 20, took
+    assert not (tmp_path / 'new').exists()  # no empty folders left behind (issue 19.5)
+
+
+def test_overall_deadline(tmp_path):
+    # 200 KB/s is no stall, but 10 MB would take 50 s: the deadline ends it.
+    member = 'runs/%s/model_best.pth.tar' % NAME
+    with DripServer(member_header(member, 10_000_000), 10_000_512, rate=200_000) as server:
+        r, took = _timed_cli(NAME, '--source', server.url, '--dest', tmp_path / 'p', '--no-vocab',
+                             '--deadline', '2', '--stall-timeout', '30')
+    assert r.returncode == 1, r.stderr
+    assert 'deadline' in r.stderr
+    assert took < 20, took
+    assert not (tmp_path / 'p').exists()
+
+
+def test_member_declaring_too_many_bytes_is_refused_before_writing(tmp_path):
+    # Was: a member declaring 10^11 bytes was written until the disk or the server gave out.
+    member = 'runs/%s/model_best.pth.tar' % NAME
+    archive = tmp_path / 'huge.tar'
+    archive.write_bytes(member_header(member, 10 ** 11) + bytes(1 << 20))
+    dest = tmp_path / 'p'
+    r = run_cli(NAME, '--source', archive, '--dest', dest, '--no-vocab')
+    assert r.returncode == 1, r.stderr
+    assert 'declares 100000000000 bytes, over the limit of %d' % weights.MAX_MODEL_BYTES in r.stderr
+    assert not dest.exists()
+
+
+def test_max_bytes_flag_overrides_the_cap(tmp_path, archive):
+    path, ckpt = archive
+    r = run_cli(NAME, '--source', path, '--dest', tmp_path / 'p', '--no-vocab',
+                '--max-bytes', str(ckpt.stat().st_size - 1))
+    assert r.returncode == 1 and 'over the limit of %d' % (ckpt.stat().st_size - 1) in r.stderr
+    r = run_cli(NAME, '--source', path, '--dest', tmp_path / 'p', '--no-vocab',
+                '--max-bytes', str(ckpt.stat().st_size))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / 'p' / 'model_best.pth.tar').read_bytes() == ckpt.read_bytes()
+
+
+def test_member_names_match_exactly(tmp_path):
+    # Was: '../runs/<name>/model_best.pth.tar' was taken for the model (leading dots stripped).
+    other = tmp_path / 'other.tar'
+    with tarfile.open(str(other), 'w') as tar:
+        for name in ('../runs/%s/model_best.pth.tar' % NAME, '.runs/%s/model_best.pth.tar' % NAME):
+            info = tarfile.TarInfo(name)
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b'abc'))
+    r = run_cli(NAME, '--source', other, '--dest', tmp_path / 'p', '--no-vocab')
+    assert r.returncode == 1 and 'has no member runs/%s/model_best.pth.tar' % NAME in r.stderr
+    # './runs/...' (tar run as "tar cf runs.tar ./runs") is the same member.
+    dotted = tmp_path / 'dotted.tar'
+    with tarfile.open(str(dotted), 'w') as tar:
+        info = tarfile.TarInfo('./runs/%s/model_best.pth.tar' % NAME)
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b'abc'))
+    r = run_cli(NAME, '--source', dotted, '--dest', tmp_path / 'q', '--no-vocab')
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / 'q' / 'model_best.pth.tar').read_bytes() == b'abc'
+
+
+def test_sigterm_removes_the_part_file_and_the_new_folder(tmp_path):
+    import signal
+    import time
+    dest = tmp_path / 'pretrained'
+    member = 'runs/%s/model_best.pth.tar' % NAME
+    with DripServer(member_header(member, 50_000_000) + bytes(1 << 20), 50_000_512,
+                    rate=1_000_000) as server:
+        proc = subprocess.Popen([sys.executable, '-m', 'vseimageencoder', 'download', NAME,
+                                 '--source', server.url, '--dest', str(dest), '--no-vocab'],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not (
+                    dest.exists() and any(n.endswith('.part') for n in os.listdir(str(dest)))):
+                time.sleep(0.05)
+            parts = [n for n in os.listdir(str(dest)) if n.endswith('.part')]
+            assert parts, 'no .part file appeared'
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    err = proc.stderr.read()
+    assert proc.returncode == 143, err
+    assert 'terminated' in err
+    assert not dest.exists()  # was: the .part file stayed (1.4 GB in the issue)
+
+
+def test_failed_download_removes_only_folders_it_created(tmp_path):
+    # The authors' URL is not reachable from here; a 404 on 127.0.0.1 stands for any failure.
+    existing = tmp_path / 'kept'
+    existing.mkdir()
+    with ArchiveServer({'/other.tar': tmp_path / 'missing.tar'}) as server:
+        for dest in (tmp_path / 'a' / 'b' / 'pretrained', existing):
+            r = run_cli(NAME, '--source', server.url_for('/runs.tar'), '--dest', dest, '--no-vocab')
+            assert r.returncode == 1 and 'cannot fetch' in r.stderr and '404' in r.stderr
+    assert not (tmp_path / 'a').exists()
+    assert existing.is_dir() and os.listdir(str(existing)) == []
