@@ -106,7 +106,7 @@ def release_image_keys(sd: Dict[str, torch.Tensor], cnn_type: Optional[str]) -> 
                     k = 'cnn.features.module.' + k[len('cnn.features.'):]
             else:
                 k = 'cnn.module.' + k[len('cnn.'):]
-        out[k] = v.detach().to('cpu', copy=True)
+        out[k] = v.detach().to('cpu').contiguous().clone()  # channels-last weights saved plain
     return out
 
 
@@ -363,6 +363,9 @@ class Trainer:
             self.cnn_type = self._cnn_type
         self.image.to(self.device)
         self.text.to(self.device)
+        if self.image.cnn is not None:
+            # The layout oneDNN's (and cuDNN's) convolutions prefer, bf16 above all.
+            self.image.cnn.to(memory_format=torch.channels_last)
         self.params = _trainable(self.image, self.text, o.finetune)
         self.optimizer = torch.optim.Adam(self.params, lr=o.lr)
         if optimizer_state is not None:
@@ -435,6 +438,8 @@ class Trainer:
     def step(self, batch) -> float:
         x, ids, lengths = batch
         x = x.to(self.device, non_blocking=True)
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         ids = ids.to(self.device)
         with self._autocast():
             im = self.embed_images(x)
@@ -500,7 +505,7 @@ class Trainer:
         ckpt = {
             'epoch': int(epoch),
             'model': [release_image_keys(self.image.state_dict(), self.cnn_type),
-                      {k: v.detach().to('cpu', copy=True) for k, v in self.text.state_dict().items()}],
+                      {k: v.detach().to('cpu').contiguous().clone() for k, v in self.text.state_dict().items()}],
             'best_rsum': float(self.best_rsum) if math.isfinite(self.best_rsum) else 0.0,
             'opt': self.opt_record,
             'Eiters': int(self.iters),
