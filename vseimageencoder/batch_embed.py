@@ -46,6 +46,9 @@ def embed_files(model, paths: Sequence, write: BatchWriter, batch_size: int = 32
     ``readers`` (None: the thread budget's default, one per core torch may use, at most 8)
     threads each read a batch and run ``model`` on it, with ``cores // readers`` torch
     threads (:mod:`vseimageencoder.lanes`); 0 reads on this thread, the tower using every core.
+    A ``model`` whose ``device`` is a CUDA device gets its JPEGs decoded and transformed on
+    that device instead (:mod:`vseimageencoder.gpu_decode`: the exact geometry, computed by
+    torch; ``resize`` and ``readers`` do not apply).
     """
     import torch
 
@@ -55,6 +58,13 @@ def embed_files(model, paths: Sequence, write: BatchWriter, batch_size: int = 32
     if batch_size < 1:
         raise ValueError('batch size must be at least 1, got %d' % batch_size)
     resize, readers = reading_options(resize, readers)
+    device = getattr(model, 'device', None)
+    if device is not None and getattr(device, 'type', None) == 'cuda':
+        # A tower on a GPU: JPEGs are decoded and transformed on the device (nvJPEG); the
+        # host only reads files (vseimageencoder/gpu_decode.py, issue 17.2).
+        from .gpu_decode import embed_files_on_device
+        return embed_files_on_device(model, list(paths), write, batch_size, device, on_unreadable,
+                                     on_progress)
     if readers != 0:
         # Lanes (vseimageencoder/lanes.py): each reader thread reads a batch and runs the
         # tower on it with its share of the cores torch may use; readers feeding a tower on

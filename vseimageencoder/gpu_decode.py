@@ -149,14 +149,18 @@ def load_batch(paths: Sequence, device='cuda', pin: bool = True):
         try:
             imgs = decode_jpeg(datas, mode=ImageReadMode.RGB, device=device)
         except RuntimeError:
-            # One bad file fails the whole batched call; decode one by one to name it.
+            # One file the device decoder refuses fails the whole batched call: decode one by
+            # one, and give a refused file to the host decoder, which names it if it is bad.
             imgs = []
             for i, t in zip(list(jpeg_pos), datas):
                 try:
                     imgs.append(decode_jpeg(t, mode=ImageReadMode.RGB, device=device))
-                except RuntimeError as e:
-                    errors.append((i, ImageReadError('cannot read image %s: %s' % (paths[i], e), str(e))))
+                except RuntimeError:
                     imgs.append(None)
+                    try:
+                        host[i] = torch.from_numpy(transform(paths[i], resize='exact'))
+                    except ImageReadError as e:
+                        errors.append((i, e))
         keep = [(i, x, o) for i, x, o in zip(jpeg_pos, imgs, orients) if x is not None]
         if keep:
             out = transform_decoded([x for _, x, _ in keep], [o for _, _, o in keep])
