@@ -45,9 +45,10 @@ def write_embeddings(model, embed_size: int, paths: List[Path], out: Path, batch
     Returns the number of files skipped as unreadable (each named in a warning, the name
     escaped as in the file list).
 
-    ``readers`` threads (None: :func:`~vseimageencoder.reader.default_readers`; 0: read on
-    this thread, nothing ahead) decode and transform (``resize``: ``'fast'`` or ``'exact'``,
-    None for the default) up to ``batch_size + readers`` images ahead of the tower.
+    ``readers`` threads (None: one per core, :func:`~vseimageencoder.threads.thread_budget`;
+    0: read on this thread, nothing ahead) each decode and transform (``resize``: ``'fast'``
+    or ``'exact'``, None for the default) a batch and run the tower on it with their share
+    of the cores (:func:`~vseimageencoder.batch_embed.embed_files`).
     Memory is bounded by ``batch_size``: rows are streamed to temporary files beside
     ``out``, renamed into place only when every image was tried. On any abort nothing is
     left at ``out``.
@@ -94,15 +95,16 @@ def add_parser(sub):
                    help='backbone precision; auto: fp16 on CUDA, bf16 on CPUs with bf16 '
                         'hardware, else fp32 (default: fp32, faithful)')
     from ..preprocess import DEFAULT_RESIZE, RESIZE_MODES
-    from ..reader import default_readers
+    from ..threads import thread_budget
     e.add_argument('--resize', default=DEFAULT_RESIZE, choices=RESIZE_MODES,
                    help='fast: decode JPEGs at 1/2 to 1/8 scale and resize only the crop (embeddings '
                         'within cosine 0.999 of exact, measured); exact: the faithful transform, full '
                         'decode then resize (default: %s)' % DEFAULT_RESIZE)
     e.add_argument('--readers', type=int, default=None, metavar='N',
-                   help='threads reading and transforming images ahead of the model; 0 reads on '
-                        'the main thread (default: half the CPU cores, 1 to 8; %d here)'
-                        % default_readers())
+                   help='threads that each read and transform a batch of images and run the model '
+                        'on it with cores/N torch threads; 0 reads on the main thread, the model '
+                        'using every core (default: one per CPU core, 1 to 8; %d here)'
+                        % thread_budget().reader_threads)
     progress_flags(e)
 
 
