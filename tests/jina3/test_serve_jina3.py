@@ -5,8 +5,8 @@ import json
 import sys
 import urllib.parse
 
-from tests.serving_web import (CAPTIONS, cli, get, get_json, request, serving, write_model,
-                               write_photos)
+from tests.serving_web import (CAPTIONS, cli, get, get_json, multipart, request, serving,
+                               write_model, write_photos)
 
 
 def test_serve_answers_as_search_does_under_jina3(tmp_path):
@@ -27,6 +27,9 @@ def test_serve_answers_as_search_does_under_jina3(tmp_path):
         assert [('%.4f' % h['score'], h['file']) for h in answer['results']] == expected
         status, _, body = request('POST', server.url + '/api/search?k=1', photos[0].read_bytes())
         assert status == 200 and json.loads(body)['results'][0]['file'] == str(photos[0])
+        form, headers = multipart('image', photos[1].name, photos[1].read_bytes())
+        status, _, body = request('POST', server.url + '/api/search?k=1', form, headers)
+        assert status == 200 and json.loads(body)['results'][0]['file'] == str(photos[1])
         status, _, body = get(server.url + '/api/search?q=&k=4')
         assert status == 400 and 'the caption is empty' in json.loads(body)['error']
         status, _, body = get(server.url + '/api/image/..%2F..%2Fetc%2Fpasswd')

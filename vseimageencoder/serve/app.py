@@ -11,12 +11,12 @@ the package, so no request path ever becomes a file path.
 import asyncio
 import logging
 from importlib import resources
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from .errors import BadRequest, RequestError, TooLarge
 from .service import DEFAULT_K, MAX_CAPTION_CHARS, MAX_K, Hit, SearchService, parse_id, parse_k
 from .thumbnails import DEFAULT_CACHE_BYTES, LARGE_SIZE, THUMBNAIL_SIZE, RenditionCache
-from .uploads import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES, upload_pixels
+from .uploads import DEFAULT_MAX_UPLOAD_BYTES, upload_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +46,13 @@ def _asset(name: str) -> bytes:
 
 
 def create_app(service: SearchService, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-               max_pixels: int = DEFAULT_MAX_PIXELS, max_k: int = MAX_K,
+               max_pixels: Optional[int] = None, max_k: int = MAX_K,
                cache_bytes: int = DEFAULT_CACHE_BYTES):
     """A Starlette app serving ``service``.
 
     :param max_upload_bytes: largest photo accepted by ``POST /api/search`` (413 above).
-    :param max_pixels: most pixels an uploaded photo may declare (413 above, nothing decoded).
+    :param max_pixels: most pixels an uploaded photo may declare (413 above, nothing decoded;
+        None: the package's reading limit, ``preprocess.MAX_IMAGE_PIXELS``).
     :param max_k: most results one query may ask for (400 above).
     :param cache_bytes: memory for thumbnails and larger views.
     """

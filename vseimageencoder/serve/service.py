@@ -133,6 +133,8 @@ class SearchService:
             raise ProvenanceMismatchError('%s is a precomputed-feature model: it cannot embed photos'
                                   % self.image.checkpoint_path)
         self.resize = self.image.resize
+        from PIL import Image
+        Image.init()  # every plugin registered, so reading with a list of formats finds them all
         self._lock = threading.Lock()  # the index: searched by the worker, read by requests
         self._refresh_seconds = refresh_seconds
         self._last_refresh = time.monotonic()
@@ -171,7 +173,9 @@ class SearchService:
                 raise NotFound('no indexed image has id %d' % image_id) from None
 
     def stats(self) -> Dict[str, object]:
+        """``{'images': live rows, 'dim': width}`` of the newest commit (looked for here too)."""
         with self._lock:
+            self._maybe_refresh()
             return {'images': len(self._ix), 'dim': int(self._ix.dim)}
 
     def close(self):
@@ -217,6 +221,7 @@ class SearchService:
         return results
 
     def _maybe_refresh(self):
+        # Called with self._lock held.
         if not self._refresh_seconds:
             return
         now = time.monotonic()
