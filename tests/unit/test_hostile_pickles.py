@@ -76,6 +76,32 @@ def load_in_child(path: Path, call: str = 'vseimageencoder.checkpoint.load_tower
     return r.returncode, (lines[0] if lines else r.stderr[-500:]), int(lines[1]) if len(lines) > 1 else -1
 
 
+def load_all_in_child(paths):
+    """``checkpoint.load_tower`` on each of ``paths`` in ONE child Python (importing torch
+    costs seconds): returns ({path: 'ErrorClass: message' or 'ok'}, the child's peak RSS in
+    MB, its return code). A crash on one file leaves the later ones without a result."""
+    code = textwrap.dedent('''
+        import sys
+        from vseimageencoder import checkpoint
+        for path in sys.argv[1:]:
+            try:
+                checkpoint.load_tower(path)
+                out = 'ok'
+            except Exception as e:
+                out = type(e).__name__ + ': ' + str(e)
+            sys.stdout.write(path + '\\t' + out.replace('\\n', ' ') + '\\n')
+            sys.stdout.flush()
+        for line in open('/proc/self/status'):
+            if line.startswith('VmHWM:'):
+                sys.stdout.write('peak\\t%d\\n' % (int(line.split()[1]) // 1024))
+    ''')
+    r = subprocess.run([sys.executable, '-c', code, *map(str, paths)], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
+    results = dict(line.split('\t', 1) for line in r.stdout.splitlines() if '\t' in line)
+    peak = int(results.pop('peak', -1))
+    return results, peak, r.returncode, r.stderr[-1000:]
+
+
 # ----------------------------------------------------------------------- the scanner itself
 
 def test_scanner_refuses_deep_nesting_without_recursing():
@@ -123,19 +149,14 @@ def test_scanner_op_limit_and_plain_data():
 
 # ----------------------------------------------------------------------- checkpoints: nesting
 
-def test_deep_tuple_key_in_legacy_checkpoint_is_refused_not_a_crash(tmp_path):
-    path = legacy_file(tmp_path / 'model_best.pth.tar', DEEP_TUPLE_KEY)
-    rc, out, _ = load_in_child(path)
-    assert rc == 0, out  # was: exit -11 (SIGSEGV)
-    assert out.startswith('UnsafeCheckpointError') and str(path) in out and 'deeper than' in out
+def test_deep_tuple_key_in_legacy_checkpoint_is_refused_not_a_crash(crash_cases):
+    out = crash_cases.result('legacy_deep')  # was: exit -11 (SIGSEGV)
+    assert out.startswith('UnsafeCheckpointError') and 'deeper than' in out, out
+    assert str(crash_cases.paths['legacy_deep']) in out
 
-
-def test_deep_tuple_key_in_zip_checkpoint_is_refused_not_a_crash(tmp_path):
-    path = zip_file(tmp_path / 'model_best.pth.tar', DEEP_TUPLE_KEY)
-    rc, out, _ = load_in_child(path)
-    assert rc == 0, out
-    assert out.startswith('UnsafeCheckpointError') and 'deeper than' in out
-
+def test_deep_tuple_key_in_zip_checkpoint_is_refused_not_a_crash(crash_cases):
+    out = crash_cases.result('zip_deep')
+    assert out.startswith('UnsafeCheckpointError') and 'deeper than' in out, out
 
 def test_deep_list_in_opt_is_refused(tmp_path):
     # {'model': [{}], 'opt': [[[[...]]]]} (5,000 deep)
@@ -162,12 +183,10 @@ def test_stride0_weight_claiming_more_than_its_storage_is_refused(tmp_path, lega
         ck.load_tower(path)
 
 
-def test_embed_size_beyond_any_model_is_named_not_an_allocator_error(tmp_path):
-    path = _precomp_ckpt(tmp_path / 'm.pth', torch.zeros(512).expand(10 ** 9, 512), 10 ** 9)
-    rc, out, _ = load_in_child(path)
-    assert rc == 0, out
+def test_embed_size_beyond_any_model_is_named_not_an_allocator_error(crash_cases):
+    # Was: a raw allocator RuntimeError from building a Linear(512, 10^9).
+    out = crash_cases.result('embed_1e9')
     assert out.startswith('CheckpointLimitError'), out
-
 
 @pytest.mark.parametrize('key, value', [('embed_size', 10 ** 9), ('img_dim', 10 ** 6)])
 def test_option_bounds(key, value):
@@ -209,38 +228,18 @@ def _torch_style_pickle(obj) -> bytes:
     return f.getvalue()
 
 
-def test_storage_declaring_more_than_the_file_holds_is_refused(tmp_path):
+def test_storage_declaring_more_than_the_file_holds_is_refused(crash_cases):
     # One storage of 10^9 floats (4 GB) declared in a file of a few hundred bytes.
-    main = _torch_style_pickle({'model': [{'fc.weight': _Tensor(_Storage(10 ** 9), (10 ** 9,))}],
-                                'opt': {'data_name': 'f30k_precomp'}})
-    path = legacy_file(tmp_path / 'm.pth', main, pickle.dumps(['0'], 2),
-                       (10 ** 9).to_bytes(8, 'little') + bytes(16))
-    rc, out, rss = load_in_child(path)
-    assert rc == 0 and out.startswith('CheckpointTooShortError'), out
-    assert 'declare 4000000008 bytes' in out
+    out = crash_cases.result('storage_4gb')
+    assert out.startswith('CheckpointTooShortError') and 'declare 4000000008 bytes' in out, out
 
-
-def test_compressed_zip_record_is_not_inflated(tmp_path):
+def test_compressed_zip_record_is_not_inflated(crash_cases):
     # A zip checkpoint whose storage record is 256 MiB of zeros deflated to a few hundred KB.
-    n = 64 << 20
-    main = _torch_style_pickle({'model': [{'fc.weight': _Tensor(_Storage(n), (n,))}],
-                                'opt': {'data_name': 'f30k_precomp'}})
-    path = tmp_path / 'm.pth'
-    with zipfile.ZipFile(str(path), 'w') as z:
-        z.writestr('archive/data.pkl', main)
-        info = zipfile.ZipInfo('archive/data/0')
-        info.compress_type = zipfile.ZIP_DEFLATED
-        with z.open(info, 'w', force_zip64=True) as w:
-            chunk = bytes(1 << 20)
-            for _ in range(256):
-                w.write(chunk)
-        z.writestr('archive/version', '3\n')
-    assert path.stat().st_size < 2 << 20
-    rc, out, rss = load_in_child(path)
-    assert rc == 0 and out.startswith('CheckpointLimitError'), out
-    assert 'archive/data/0 is compressed' in out
-    assert rss < 1000, rss  # MB: never inflated
-
+    assert crash_cases.paths['deflated'].stat().st_size < 2 << 20
+    out = crash_cases.result('deflated')
+    assert out.startswith('CheckpointLimitError') and 'archive/data/0 is compressed' in out, out
+    # One child loaded every case above: none of them took memory worth the name.
+    assert crash_cases.peak_mb < 1000, crash_cases.peak_mb
 
 # ----------------------------------------------------------------------- vocabularies
 
@@ -277,3 +276,45 @@ def test_vocabulary_fifo_is_refused_without_blocking(tmp_path):
     os.mkfifo(str(fifo))
     with pytest.raises(vc.NotAVocabularyError, match='FIFO'):
         vc.read_vocabulary(fifo)
+
+
+class _CrashCases:
+    def __init__(self, paths, results, peak_mb, returncode, stderr):
+        self.paths, self.results, self.peak_mb = paths, results, peak_mb
+        self.returncode, self.stderr = returncode, stderr
+
+    def result(self, name):
+        out = self.results.get(str(self.paths[name]))
+        assert out is not None, 'the child died before %s (exit %d): %s' % (
+            name, self.returncode, self.stderr)
+        return out
+
+
+@pytest.fixture(scope='module')
+def crash_cases(tmp_path_factory):
+    """The checkpoints that crashed the process or took gigabytes, loaded in one child."""
+    d = tmp_path_factory.mktemp('hostile')
+    paths = {'legacy_deep': legacy_file(d / 'legacy_deep.pth.tar', DEEP_TUPLE_KEY),
+             'zip_deep': zip_file(d / 'zip_deep.pth.tar', DEEP_TUPLE_KEY),
+             'embed_1e9': _precomp_ckpt(d / 'embed_1e9.pth', torch.zeros(512).expand(10 ** 9, 512), 10 ** 9)}
+    main = _torch_style_pickle({'model': [{'fc.weight': _Tensor(_Storage(10 ** 9), (10 ** 9,))}],
+                                'opt': {'data_name': 'f30k_precomp'}})
+    paths['storage_4gb'] = legacy_file(d / 'storage_4gb.pth', main, pickle.dumps(['0'], 2),
+                                       (10 ** 9).to_bytes(8, 'little') + bytes(16))
+    n = 64 << 20
+    main = _torch_style_pickle({'model': [{'fc.weight': _Tensor(_Storage(n), (n,))}],
+                                'opt': {'data_name': 'f30k_precomp'}})
+    path = paths['deflated'] = d / 'deflated.pth'
+    with zipfile.ZipFile(str(path), 'w') as z:
+        z.writestr('archive/data.pkl', main)
+        info = zipfile.ZipInfo('archive/data/0')
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with z.open(info, 'w', force_zip64=True) as w:
+            chunk = bytes(1 << 20)
+            for _ in range(256):
+                w.write(chunk)
+        z.writestr('archive/version', '3\n')
+    # Least harmful first: a regression that crashes the child still leaves results before it.
+    order = ['deflated', 'storage_4gb', 'embed_1e9', 'zip_deep', 'legacy_deep']
+    results, peak, rc, err = load_all_in_child([paths[k] for k in order])
+    return _CrashCases(paths, results, peak, rc, err)
