@@ -205,3 +205,22 @@ def test_document_with_neither_image_nor_text_named(image_executor, text_executo
                        % (docs[2].id, 'image' if which == 'image' else 'text')):
         executor.encode(docs=docs, parameters={})
     assert all(d.embedding is None for d in docs)
+
+
+def test_request_errors_reach_jina_without_a_traceback(pixels, image_executor, text_executor):
+    """jina 3 sends the client traceback.format_exception of what an Executor raises: for
+    these errors that is the message alone, with no server path or object address."""
+    import traceback
+
+    from vseimageencoder.jina3.executors import RequestError
+
+    for executor, docs, params in ((image_executor, DocList[ImageDoc]([ImageDoc(url='/etc/passwd')]), {}),
+                                   (text_executor, DocList[TextDoc]([TextDoc(text='a')]), {'batch_size': 2.5})):
+        with pytest.raises(RequestError) as e:
+            executor.encode(docs=docs, parameters=params)
+        sent = traceback.format_exception(type(e.value), e.value, e.value.__traceback__)
+        assert len(sent) == 1 and sent[0].startswith('vseimageencoder.jina3.executors.RequestError: '), sent
+        assert 'File "' not in sent[0] and ' at 0x' not in sent[0]
+    # Integral floats (what gRPC and HTTP deliver) are integers; the text executor too.
+    out = text_executor.encode(docs=DocList[TextDoc]([TextDoc(text='a dog')]), parameters={'batch_size': 2.0})
+    assert out[0].embedding is not None

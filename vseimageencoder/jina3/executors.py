@@ -13,6 +13,7 @@ and the document (position and id), no traceback, no server path, no object addr
 server's log keeps the full traceback.
 """
 import io
+import re
 from contextlib import contextmanager
 import urllib.parse
 import urllib.request
@@ -29,6 +30,9 @@ from .docs import ImageDoc, TextDoc, has_caption, has_image
 
 #: Both endpoints every encoder serves ('/default' is what jina calls the default endpoint).
 ENDPOINTS = ['/encode', '/default']
+
+
+_ADDRESS = re.compile(r' at 0x[0-9a-fA-F]+')
 
 
 class RequestError(ValueError):
@@ -59,7 +63,8 @@ def _client_errors(logger):
     except RequestError:
         raise
     except (ValueError, TypeError) as e:
-        raise RequestError(str(e)) from None
+        # A library's message may hold an object's repr: no heap addresses for the client.
+        raise RequestError(_ADDRESS.sub('', str(e))) from None
     except Exception as e:
         logger.error('request failed: %r' % e, exc_info=True)
         raise RequestError('internal error (%s) while encoding this request; the server log '
@@ -141,10 +146,12 @@ class VSEImageEncoder(Executor):
                                  device=device, search_dirs=DEFAULT_SEARCH_DIRS, resize=self.resize)
         self.logger.info(self.core.describe())
         self.logger.info('image sources: %s' % self.sources.describe())
-        if file_root is None or allow_private_urls:
-            self.logger.warning('file_root=None or allow_private_urls=True: clients can read any '
-                                'file of this process or reach its private network; serve only '
-                                'to trusted clients')
+        if file_root is None:
+            self.logger.warning('file_root=None: clients can read any file this process can; '
+                                'serve only to trusted clients')
+        if fetch_urls and allow_private_urls is True:
+            self.logger.warning('allow_private_urls=True: clients can make this server fetch from '
+                                'its own private network; serve only to trusted clients')
 
     @property
     def embed_size(self) -> int:
