@@ -64,13 +64,21 @@ def main():
     from vseimageencoder.checkpoint import load_tower
     from vseimageencoder.inference import InferenceTower
 
+    started = time.perf_counter()
+
+    def progress(what):
+        print('resize_fidelity: %s (%.0f s so far)' % (what, time.perf_counter() - started),
+              file=sys.stderr, flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.folder or os.path.join(tmp, 'photos'))
+        progress('writing %d photos' % len(FIDELITY_SET))
         paths = [folder / name for name, *_ in FIDELITY_SET]
         if not all(p.exists() for p in paths):
             paths = write_set(folder, FIDELITY_SET)
         rows, xs = [], {'exact': [], 'fast': [], 'array-exact': [], 'array-fast': [], 'rejpeg': []}
-        for p, (name, w, h, opts) in zip(paths, FIDELITY_SET):
+        for n, (p, (name, w, h, opts)) in enumerate(zip(paths, FIDELITY_SET), 1):
+            progress('[%d/%d] %s' % (n, len(FIDELITY_SET), name))
             exact, t_exact = _timed(lambda: pp.transform(p, resize='exact'), args.repeats)
             fast, t_fast = _timed(lambda: pp.transform(p, resize='fast'), args.repeats)
             pixels = np.asarray(pp.read_image(p))
@@ -88,6 +96,7 @@ def main():
         lines = ['Machine: %s. Date: %s.' % (_machine(), time.strftime('%Y-%m-%d')), '']
         worst = {}
         for cnn in args.models:
+            progress('embedding with %s' % cnn)
             ckpt = os.path.join(tmp, cnn, 'model_best.pth.tar')
             write_release_checkpoint(ckpt, cnn, legacy=True, old_vgg_keys=cnn.startswith('vgg'), seed=1)
             tower, _ = load_tower(ckpt)
@@ -121,6 +130,7 @@ def main():
                          'Fast as default (worst cosine >= 0.999): %s.'
                          % (cnn, wf, wfc, wa, wac, wj, wjc, cross, 'yes' if min(wf, wa) >= 0.999 else 'NO'))
         print('\n'.join(lines))
+    progress('done')
 
 
 if __name__ == '__main__':

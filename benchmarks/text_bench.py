@@ -88,6 +88,7 @@ def main(argv=None):
     from tests.vsepp_release import write_release_checkpoint
     from vseimageencoder.encoders import ImageEncoder, TextEncoder
 
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / 'model_best.pth.tar'
         write_release_checkpoint(ckpt, args.image_model, embed_size=EMBED, vocab_size=VOCAB_SIZE,
@@ -99,7 +100,10 @@ def main(argv=None):
         text = TextEncoder(tmp)
         image = ImageEncoder(tmp)
         rows = []
-        for b in args.batches:
+        for n, b in enumerate(args.batches, 1):
+            print('text_bench: [%d/%d] batch %d (%.0f s so far)' % (n, len(args.batches), b,
+                                                                   time.perf_counter() - started),
+                  file=sys.stderr, flush=True)
             caps = _captions(words[10:], b, seed=b)
             a = plain(caps).numpy()
             o = text.encode(caps)
@@ -123,6 +127,7 @@ def main(argv=None):
     print('|---|---|---|---|---|')
     for b, cp, co, ratio, cos, ip in rows:
         print('| %d | %.1f | %.1f (%.2fx) | %.6f | %.2f |' % (b, cp, co, ratio, cos, ip))
+    print('text_bench: done in %.0f s' % (time.perf_counter() - started), file=sys.stderr)
 
 
 if __name__ == '__main__':
