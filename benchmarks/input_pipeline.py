@@ -39,8 +39,8 @@ runs, the 1-minute load average printed with each figure):
 
 Each candidate's rows are compared with the faithful transform's (``resize='exact'``, read on
 the main thread, the same tower): the worst cosine is printed. Then the per-image stages on
-one thread (where a reader's time goes: a SIMD resize could only shave the resize column).
-Prints markdown tables.
+one thread (where a reader's time goes: a SIMD resize could only shave the resize column),
+and with ``--uint8`` the transform of decoded uint8 batches. Prints markdown tables.
 """
 import argparse
 import functools
@@ -254,6 +254,23 @@ def _stages(paths):
     return {m: (float(np.median(d)) * 1e3, float(np.median(r)) * 1e3) for m, (d, r) in rows.items()}
 
 
+def _uint8_path(paths, count):
+    """ms per image of ``transform_batch`` on decoded uint8 batches (what ``encode()`` does
+    with raw pixels): PIL one image at a time, PIL on threads (exact), torch batched (fast)."""
+    from vseimageencoder import preprocess as pp
+
+    pixels = np.stack([np.asarray(pp.read_image(p)) for p in paths[:count]])
+    rows = []
+    for label, kw in (('PIL, one image at a time, 1 thread', dict(resize='exact', workers=1)),
+                      ('exact: PIL on %d threads' % min(count, os.cpu_count() or 1), dict(resize='exact')),
+                      ('fast: torch, whole batch', dict(resize='fast'))):
+        pp.transform_batch(pixels[:1], channel_axis=-1, **kw)  # warm-up
+        t = time.perf_counter()
+        pp.transform_batch(pixels, channel_axis=-1, **kw)
+        rows.append((label, (time.perf_counter() - t) / count * 1e3))
+    return pixels.shape[1:3], rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--n', type=int, default=32, help='images per set (default: 32)')
@@ -265,6 +282,8 @@ def main(argv=None):
     ap.add_argument('--repeats', type=int, default=2,
                     help='runs of each candidate, interleaved; the best counts (default: 2)')
     ap.add_argument('--no-stages', action='store_true', help='skip the per-stage table')
+    ap.add_argument('--uint8', action='store_true',
+                    help='also time transform_batch on decoded uint8 batches (encode() on raw pixels)')
     args = ap.parse_args(argv)
 
     import logging
@@ -345,7 +364,15 @@ def main(argv=None):
                     st = _stages(photos[name][:8])
                     lines.append('| %s | %.1f | %.1f | %.1f | %.1f |' % (name, st['fast'][0], st['fast'][1],
                                                                          st['exact'][0], st['exact'][1]))
-                lines.append('\nload average at the end: %.2f' % _load_avg())
+            if args.uint8:
+                lines += ['', '| uint8 batch (encode() on raw pixels) | transform | ms/img |', '|---|---|---|']
+                for name, count in (('1MP', 16), ('12MP', 4)):
+                    if name in photos:
+                        shape, rows = _uint8_path(photos[name], min(count, args.n))
+                        for label, ms in rows:
+                            lines.append('| %d x %dx%d | %s | %.1f |' % (min(count, args.n), shape[1], shape[0],
+                                                                      label, ms))
+            lines.append('\nload average at the end: %.2f' % _load_avg())
         finally:
             if pool is not None:
                 pool.terminate()
