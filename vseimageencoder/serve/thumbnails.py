@@ -1,8 +1,9 @@
 """Smaller JPEG renditions of indexed photos, made when first asked for and kept in memory.
 
-Renditions are keyed by the row's id: ids are stable, and a file that changes is
-re-embedded under a new id, so a cached rendition never goes stale. The cache is bounded
-by bytes, least recently used first out.
+Renditions are keyed by the row's id and file: ids are stable and never reused, and a file
+that changes is re-embedded under a new id, so a cached rendition never goes stale (the file
+in the key covers an index deleted and made again under the server). The cache is bounded by
+bytes, least recently used first out.
 """
 import io
 import logging
@@ -50,13 +51,14 @@ class RenditionCache:
     def __init__(self, locate: Callable[[int], Path], max_bytes: int = DEFAULT_CACHE_BYTES):
         self._locate = locate
         self._max_bytes = max_bytes
-        self._items: 'OrderedDict[Tuple[int, int], bytes]' = OrderedDict()
+        self._items: 'OrderedDict[Tuple[int, int, str], bytes]' = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
     def get(self, image_id: int, size: int) -> bytes:
-        key = (image_id, size)
+        path = self._locate(image_id)  # NotFound for an unknown id, before any file access
+        key = (image_id, size, str(path))
         with self._lock:
             data = self._items.get(key)
             if data is not None:
@@ -64,7 +66,6 @@ class RenditionCache:
                 self.hits += 1
                 return data
             self.misses += 1
-        path = self._locate(image_id)  # NotFound for an unknown id, before any file access
         from ..preprocess import ImageReadError
         try:
             data = render_jpeg(path, size)
