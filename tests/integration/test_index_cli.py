@@ -3,6 +3,7 @@ processes, real files, a random-weight checkpoint in the release layout."""
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -204,9 +205,9 @@ def test_kill_9_at_random_points_then_resume_equals_one_run(tmp_path, small_rele
     ckpt = small_release[0]
     d = tmp_path / 'imgs'
     d.mkdir()
-    for i in range(12):
+    for i in range(16):
         _image(d / ('%02d.png' % i), 100 + i)
-    allowed = {str(d / ('%02d.png' % i)) for i in range(12)}
+    allowed = {str(d / ('%02d.png' % i)) for i in range(16)}
 
     r = run_cli('index', tmp_path / 'ref', d, '--model-path', ckpt, '--batch-size', 2, '--readers', 0)
     assert r.returncode == 0, r.stderr
@@ -215,8 +216,15 @@ def test_kill_9_at_random_points_then_resume_equals_one_run(tmp_path, small_rele
     ix = tmp_path / 'ix'
     rng = random.Random(int(os.environ.get('KILL_SEED', '20261130')))
     kills = 0
+    stopped_at = []  # rows in the index after each stop
     for attempt in range(4):
-        target = rng.randint(0, 4)  # commits to wait for before the kill (0: during start-up)
+        # Commits to wait for before stopping it (0: during start-up); the first run gets a
+        # Ctrl-C once it is writing, the others kill -9.
+        target = rng.randint(1, 4) if attempt == 0 else rng.randint(0, 4)
+        try:
+            base = json.loads(manifest_path(ix).read_text())['commit']
+        except OSError:
+            base = 0
         p = _popen('index', ix, d, '--model-path', ckpt, '--batch-size', 2, '--readers', 0)
         seen = []
         deadline = time.time() + 120
@@ -226,25 +234,31 @@ def test_kill_9_at_random_points_then_resume_equals_one_run(tmp_path, small_rele
                 done = json.loads(manifest_path(ix).read_text())['commit']
             except (OSError, ValueError):
                 done = 0
-            if done >= target:  # then somewhere in the next batch, or between two
+            if done >= base + target:  # then somewhere in the next batch, or between two
                 time.sleep(rng.uniform(0, 0.4))
                 break
             time.sleep(0.01)
-        if p.poll() is None:
+        if p.poll() is None and attempt == 0:
+            p.send_signal(signal.SIGINT)  # Ctrl-C: the same guarantees, and exit status 130
+            assert p.wait(timeout=60) == 130
+        elif p.poll() is None:
             p.kill()
             kills += 1
         p.wait(timeout=60)
         assert seen == sorted(seen), 'a reader saw rows disappear: %s' % seen
-        _check_view(ix, allowed, [])
+        after = []
+        _check_view(ix, allowed, after)
+        stopped_at.extend(after)
     assert kills >= 2, 'the runs finished before they could be killed'
+    assert any(0 < n < 16 for n in stopped_at), 'no stop fell in the middle of the writing: %s' % stopped_at
 
     r = run_cli('index', ix, d, '--model-path', ckpt, '--batch-size', 2, '--readers', 0)
     assert r.returncode == 0, r.stderr
     counts = _last(r.stdout)
     added, unchanged = int(counts.split('added ')[1].split(',')[0]), int(counts.split('unchanged ')[1].split(',')[0])
-    assert added + unchanged == 12 and 'removed 0' in counts and 'updated 0' in counts
+    assert added + unchanged == 16 and 'removed 0' in counts and 'updated 0' in counts
     got = open_index(ix)
-    assert len(got) == len(ref) == 12
+    assert len(got) == len(ref) == 16
     mine = {got.file(i): got.vector(i) for i in got.ids()}
     theirs = {ref.file(i): ref.vector(i) for i in ref.ids()}
     assert sorted(mine) == sorted(theirs) == sorted(allowed)

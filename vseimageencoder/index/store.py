@@ -180,6 +180,12 @@ class _Rows:
         self.dead: set = set()  # row numbers removed
         self.bad: Dict[str, Tuple[int, int, str]] = {}  # unreadable file -> (size, mtime_ns, why)
 
+    def copy(self) -> '_Rows':
+        c = _Rows()
+        c.ids, c.paths, c.sizes, c.mtimes = list(self.ids), list(self.paths), list(self.sizes), list(self.mtimes)
+        c.dead, c.bad = set(self.dead), dict(self.bad)
+        return c
+
     def apply(self, text: str, where: str, next_id: int) -> None:
         """Apply the records in ``text`` (whole lines); DamagedIndexError naming ``where``."""
         if not text:
@@ -283,13 +289,15 @@ class Index:
                     raise DamagedIndexError('%s: %s, named by its manifest, is missing'
                                             % (self.directory, e.filename)) from None
 
-    def _load_from(self, m: dict, base: Optional['Index'] = None) -> None:
+    def _load_from(self, m: dict, base: Optional[Tuple['_Rows', int]] = None) -> None:
+        """Read the state ``m`` commits; ``base``: ``(rows, bytes)`` already read of the same
+        generation (a copy this may extend), so only the records after them are read."""
         vec_name, rec_name = data_names(m['generation'])
         rec_path = self.directory / rec_name
         rows = _Rows()
         start = 0
         if base is not None:
-            rows, start = base._rows_state, base._manifest['records_bytes']
+            rows, start = base
         if m['records_bytes'] > start:
             with open(str(rec_path), 'rb') as f:
                 f.seek(start)
@@ -316,8 +324,8 @@ class Index:
         if m.get('live', live_count) != live_count:
             raise DamagedIndexError('%s: the records leave %d live rows, but the manifest says %r'
                                     % (rec_path, live_count, m.get('live')))
-        if base is None or base._manifest['generation'] != m['generation']:
-            self._ann = None
+        if base is None:
+            self._ann = None  # another generation: the approximate index is loaded anew
         self._manifest, self._rows_state, self._vectors = m, rows, vectors
         self._ids, self._live, self._live_count = ids, live, live_count
 
@@ -332,15 +340,7 @@ class Index:
                 same = (m['generation'] == self._manifest['generation']
                         and m['records_bytes'] >= self._manifest['records_bytes'])
                 if same:
-                    old = self._rows_state
-                    # apply() mutates: work on a copy so a failure leaves this view intact
-                    copy = _Rows()
-                    copy.ids, copy.paths = list(old.ids), list(old.paths)
-                    copy.sizes, copy.mtimes, copy.dead = list(old.sizes), list(old.mtimes), set(old.dead)
-                    copy.bad = dict(old.bad)
-                    shadow = Index.__new__(Index)
-                    shadow._manifest, shadow._rows_state = self._manifest, copy
-                    self._load_from(m, base=shadow)
+                    self._load_from(m, base=(self._rows_state.copy(), self._manifest['records_bytes']))
                 else:
                     self._load_from(m)
                 return True

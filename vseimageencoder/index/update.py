@@ -287,9 +287,24 @@ def _embed(w: Writer, todo: List[_Found], live_before: Dict, model_path, batch_s
     on_progress = None
     if callable(progress):
         on_progress = lambda done, skipped: progress(done, skipped, total)  # noqa: E731
+    elif progress:
+        on_progress = _log_progress(total)
     embed_files(core.model, [f.path for f in todo], write, batch_size, resize, readers, bad, on_progress)
     if w.dirty:
         w.commit()
+
+
+def _log_progress(total: int, every: float = 10.0):
+    import time
+
+    last = [time.monotonic()]
+
+    def report(done, skipped):
+        now = time.monotonic()
+        if now - last[0] >= every:
+            last[0] = now
+            logger.info('%d of %d files embedded, %d unreadable', done, total, skipped)
+    return report
 
 
 def _import_npy(w: Writer, npy: Path, model_path, precision, resize, rebuild, counts: Counts,
