@@ -1,0 +1,184 @@
+"""vseimageencoder.fetch: the rules for files and URLs a client names, against real files,
+FIFOs, symlinks and a real HTTP server on 127.0.0.1 (no jina). The same rules through real
+jina 3 Deployments: tests/jina3/test_deployments.py."""
+import http.server
+import os
+import threading
+import time
+import urllib.parse
+
+import pytest
+
+from vseimageencoder.fetch import SourcePolicy, SourceRefused, address_rule
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        path, _, query = self.path.partition('?')
+        if path == '/data':
+            body = b'x' * 1000
+            self.send_response(200)
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif path == '/big':  # no Content-Length: the cap must hold while reading
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'y' * 5000)
+        elif path == '/redirect':
+            self.send_response(302)
+            self.send_header('Location', urllib.parse.parse_qs(query)['to'][0])
+            self.end_headers()
+        elif path == '/loop':
+            self.send_response(301)
+            self.send_header('Location', '/loop')
+            self.end_headers()
+        elif path in ('/trickle-body', '/trickle-headers'):
+            try:
+                if path == '/trickle-body':
+                    self.send_response(200)
+                    self.send_header('Content-Length', '100000')
+                    self.end_headers()
+                else:
+                    self.wfile.write(b'HTTP/1.0 200 OK\r\n')
+                for _ in range(100):
+                    self.wfile.write(b'X-a: b\r\n' if path == '/trickle-headers' else b'z')
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                pass
+        else:
+            self.send_error(404)
+
+
+@pytest.fixture(scope='module')
+def web():
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield 'http://127.0.0.1:%d' % server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize('addr, rule', [
+    ('127.0.0.1', 'loopback'), ('127.9.9.9', 'loopback'), ('::1', 'loopback'),
+    ('::ffff:127.0.0.1', 'loopback'), ('10.0.0.1', 'private'), ('172.16.5.4', 'private'),
+    ('192.168.0.1', 'private'), ('fd12::1', 'private'), ('169.254.169.254', 'cloud-metadata'),
+    ('fd00:ec2::254', 'cloud-metadata'), ('100.100.100.200', 'cloud-metadata'),
+    ('169.254.3.4', 'link-local'), ('fe80::1', 'link-local'), ('100.64.0.1', 'non-public'),
+    ('224.0.0.1', 'non-public'), ('8.8.8.8', None), ('2606:4700:4700::1111', None),
+])
+def test_address_rules(addr, rule):
+    assert address_rule(addr) == rule
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root, outside = tmp_path / 'root', tmp_path / 'outside'
+    root.mkdir()
+    outside.mkdir()
+    (root / 'a.jpg').write_bytes(b'inside')
+    (outside / 'secret.jpg').write_bytes(b'secret')
+    (root / 'in.jpg').symlink_to(root / 'a.jpg')
+    (root / 'out.jpg').symlink_to(outside / 'secret.jpg')
+    (root / 'dangling.jpg').symlink_to(outside / 'missing.jpg')
+    os.mkfifo(str(root / 'fifo.jpg'))
+    return root, outside
+
+
+def test_files_inside_the_root(tree):
+    root, _ = tree
+    policy = SourcePolicy(file_root=str(root))
+    for name in ('a.jpg', str(root / 'a.jpg'), 'in.jpg', 'sub/../a.jpg'):
+        with policy.open_file(name) as f:
+            assert f.read() == b'inside'
+    with pytest.raises(FileNotFoundError, match='no such file: nothing.jpg'):
+        policy.open_file('nothing.jpg')
+
+
+def test_outside_the_root_one_message_existing_or_not(tree):
+    root, outside = tree
+    policy = SourcePolicy(file_root=str(root))
+    words = set()
+    for name in (str(outside / 'secret.jpg'), str(outside / 'missing.jpg'), 'out.jpg', 'dangling.jpg',
+                 '../outside/secret.jpg', '../outside/missing.jpg', '/etc/passwd', '/no/such'):
+        with pytest.raises(SourceRefused) as e:
+            policy.open_file(name)
+        assert e.value.rule == 'file_root'
+        assert 'secret' not in str(e.value).replace(name, '')  # a symlink's target stays unsaid
+        words.add(str(e.value).replace(name, '<path>'))
+    assert len(words) == 1, words
+
+
+def test_fifo_refused_at_once(tree):
+    root, _ = tree
+    t0 = time.monotonic()
+    with pytest.raises(SourceRefused, match='a FIFO') as e:
+        SourcePolicy(file_root=str(root)).open_file('fifo.jpg')
+    assert e.value.rule == 'regular-file' and time.monotonic() - t0 < 5
+    with pytest.raises(SourceRefused, match=r'not a regular file \(a folder\)'):
+        SourcePolicy(file_root=str(root.parent)).open_file('root')
+
+
+def test_no_root_reads_anywhere(tree):
+    _, outside = tree
+    with SourcePolicy(file_root=None).open_file(str(outside / 'secret.jpg')) as f:
+        assert f.read() == b'secret'
+
+
+def test_fetching_off_by_default_and_loopback_refused(web):
+    with pytest.raises(SourceRefused) as e:
+        SourcePolicy().fetch(web + '/data')
+    assert e.value.rule == 'fetch_urls'
+    for url in (web + '/data', web.replace('127.0.0.1', 'localhost') + '/data'):
+        with pytest.raises(SourceRefused) as e:
+            SourcePolicy(fetch_urls=True).fetch(url)
+        assert e.value.rule == 'loopback'
+
+
+def test_allowed_fetch_redirect_and_refused_hops(web):
+    listed = SourcePolicy(fetch_urls=True, allow_private_urls=['127.0.0.1/32'])
+    assert listed.fetch(web + '/data') == b'x' * 1000
+    assert listed.fetch(web + '/redirect?to=%2Fdata') == b'x' * 1000
+    assert SourcePolicy(fetch_urls=True, allow_private_urls=True).fetch(web + '/data') == b'x' * 1000
+    for target, rule in (('http://127.0.0.2/', 'loopback'), ('http://10.1.2.3/', 'private'),
+                         ('http://169.254.169.254/', 'cloud-metadata'), ('ftp://127.0.0.1/', 'scheme')):
+        with pytest.raises(SourceRefused) as e:
+            listed.fetch(web + '/redirect?to=' + urllib.parse.quote(target))
+        assert e.value.rule == rule
+    with pytest.raises(SourceRefused) as e:
+        listed.fetch(web + '/loop')
+    assert e.value.rule == 'redirects'
+
+
+def test_size_cap(web):
+    small = SourcePolicy(fetch_urls=True, allow_private_urls=True, max_url_bytes=500)
+    for path in ('/data', '/big'):  # declared, and found while reading
+        with pytest.raises(SourceRefused) as e:
+            small.fetch(web + path)
+        assert e.value.rule == 'max_url_bytes'
+
+
+@pytest.mark.parametrize('path', ['/trickle-body', '/trickle-headers'])
+def test_one_deadline_whatever_the_server_trickles(web, path):
+    policy = SourcePolicy(fetch_urls=True, allow_private_urls=True, url_timeout=1.0)
+    deadline = policy.deadline()
+    t0 = time.monotonic()
+    for _ in range(2):  # the second fetch finds the request's deadline already spent
+        with pytest.raises(SourceRefused) as e:
+            policy.fetch(web + path, deadline)
+        assert e.value.rule == 'url_timeout'
+    assert time.monotonic() - t0 < 4  # a byte every 0.1 s would keep per-read timeouts alive for 10 s
+
+
+def test_bad_settings_named(tmp_path):
+    with pytest.raises(NotADirectoryError, match='file_root'):
+        SourcePolicy(file_root=str(tmp_path / 'nope'))
+    with pytest.raises(ValueError, match='allow_private_urls'):
+        SourcePolicy(allow_private_urls=['not a network'])
+    with pytest.raises(ValueError, match='url_timeout'):
+        SourcePolicy(url_timeout=0)
