@@ -17,8 +17,9 @@ Parts:
   crops); plain: float32, contiguous NCHW; package: fp32 and bf16 autocast (channels-last).
   Image decoding is left out of both (random pixels): this measures the model's step.
 - ``rank``: 5,000 x 25,000 scores of random 1024-d unit vectors ranked both ways by
-  :mod:`vseimageencoder.training.metrics` against VSE++'s per-query argsort loop (timed
-  on the first ``--plain-queries`` queries of each direction and scaled up linearly).
+  :func:`vseimageencoder.training.metrics.retrieval_ranks` against VSE++'s per-query
+  argsort loop (timed on the first ``--plain-queries`` queries of each direction and scaled
+  up linearly; the ranks of those queries are checked equal).
 
 Each step figure is the best of ``--repeats`` rounds of ``--steps`` steps after a warm-up
 step, plain and package alternating, so both see the same machine load. Prints markdown
@@ -221,7 +222,7 @@ def part_images(a, tmp):
 def part_rank(a):
     import numpy as np
 
-    from vseimageencoder.training.metrics import i2t_ranks, t2i_ranks
+    from vseimageencoder.training.metrics import retrieval_ranks
     rng = np.random.RandomState(0)
     n, d = a.rank_images, 1024
     im = rng.randn(n, d).astype(np.float32)
@@ -229,8 +230,7 @@ def part_rank(a):
     cap = (np.repeat(im, 5, axis=0) + 0.05 * rng.randn(5 * n, d)).astype(np.float32)
     cap /= np.linalg.norm(cap, axis=1, keepdims=True)
     t = time.perf_counter()
-    r1 = i2t_ranks(im, cap)
-    r2 = t2i_ranks(im, cap)
+    r1, r2 = retrieval_ranks(im, cap)
     ours = time.perf_counter() - t
     q = min(a.plain_queries, n)
     t = time.perf_counter()
