@@ -108,17 +108,18 @@ def make_workspace(folder: Path) -> Path:
 
 _RUNNER = r'''
 import json, sys, traceback
-ns = {'__name__': '__main__'}
-for b in json.load(open(sys.argv[1])):
-    sys.stderr.write('--- block %s\n' % b['where'])
-    sys.stderr.flush()
-    try:
-        exec(compile(b['code'], b['where'], 'exec'), ns)
-    except BaseException:
-        traceback.print_exc()
-        sys.stderr.write('BLOCK FAILED: %s\n' % b['where'])
-        sys.exit(1)
-    sys.stdout.flush()
+if __name__ == '__main__':  # a child started by spawn re-imports this file: it must run nothing
+    ns = {'__name__': '__main__'}
+    for b in json.load(open(sys.argv[1])):
+        sys.stderr.write('--- block %s\n' % b['where'])
+        sys.stderr.flush()
+        try:
+            exec(compile(b['code'], b['where'], 'exec'), ns)
+        except BaseException:
+            traceback.print_exc()
+            sys.stderr.write('BLOCK FAILED: %s\n' % b['where'])
+            sys.exit(1)
+        sys.stdout.flush()
 '''
 
 
@@ -131,6 +132,8 @@ def _env(venv: Path, guard_log: Path) -> dict:
     env['VSE_NETGUARD'] = '1'
     env['VSE_NETGUARD_LOG'] = str(guard_log)
     env.pop('PYTEST_CURRENT_TEST', None)
+    # as a reader runs them: jina's default start method, not the test suites' spawn
+    env.pop('JINA_MP_START_METHOD', None)
     return env
 
 
