@@ -56,7 +56,7 @@ def cpu_name():
     return platform.processor() or 'unknown CPU'
 
 
-def rss_mb(field='VmRSS'):
+def rss_mb(field='RssAnon'):
     for line in open('/proc/self/status'):
         if line.startswith(field + ':'):
             return int(line.split()[1]) / 1024
@@ -157,31 +157,36 @@ def main():
     ap.add_argument('--scan-queries', type=int, default=10, help='single queries timed on the exact scan')
     ap.add_argument('--add', type=int, default=1000)
     ap.add_argument('--tmp', default=None, help='folder for the data (default: a new temporary one)')
-    ap.add_argument('--keep', action='store_true')
+    ap.add_argument('--keep', action='store_true', help='keep the data folder (for --reuse)')
+    ap.add_argument('--reuse', metavar='DIR',
+                    help='a folder kept by --keep: skip writing and importing the rows, measure the '
+                         'searches and the add of its add.npy again (its index gets those rows)')
     args = ap.parse_args()
     t_all = time.perf_counter()
     DIM[0] = args.dim
 
-    tmp = Path(tempfile.mkdtemp(prefix='ann_bench.', dir=args.tmp))
+    tmp = Path(args.reuse) if args.reuse else Path(tempfile.mkdtemp(prefix='ann_bench.', dir=args.tmp))
     say('data under %s' % tmp)
     try:
-        from tests.vsepp_release import write_release_checkpoint
         ckpt = tmp / 'ckpt' / 'model_best.pth.tar'
-        write_release_checkpoint(ckpt, 'resnet18', embed_size=args.dim, seed=1)
-
         mix = Mixture(args.dim, max(10, args.rows // 100), seed=11)
+        # Queries from their own generator: the same ones whether the rows are written or reused.
+        queries = mix.sample(args.queries, np.random.default_rng(13), spread=(1.0, 1.0))
         rng = np.random.default_rng(12)
         emb, add = tmp / 'emb.npy', tmp / 'add.npy'
-        t = time.perf_counter()
-        write_pair(emb, mix, args.rows, rng, 'a')
-        write_pair(add, mix, args.add, rng, 'b')
-        queries = mix.sample(args.queries, rng, spread=(1.0, 1.0))
-        say('synthetic data written in %.0f s' % (time.perf_counter() - t))
-
         index_dir = tmp / 'index'
-        import_s, counts, build_s, import_peak = run_index(tmp, emb, ckpt, index_dir)
-        say('imported %s in %.0f s (ANN build %s s), child peak RSS %.0f MB'
-            % (counts, import_s, build_s, import_peak))
+        if args.reuse:
+            import_s = counts = build_s = import_peak = None
+        else:
+            from tests.vsepp_release import write_release_checkpoint
+            write_release_checkpoint(ckpt, 'resnet18', embed_size=args.dim, seed=1)
+            t = time.perf_counter()
+            write_pair(emb, mix, args.rows, rng, 'a')
+            write_pair(add, mix, args.add, rng, 'b')
+            say('synthetic data written in %.0f s' % (time.perf_counter() - t))
+            import_s, counts, build_s, import_peak = run_index(tmp, emb, ckpt, index_dir)
+            say('imported %s in %.0f s (ANN build %s s), child peak RSS %.0f MB'
+                % (counts, import_s, build_s, import_peak))
         ann_disk = dir_bytes(index_dir / 'ann')
 
         from vseimageencoder.index import open_index
@@ -242,12 +247,14 @@ def main():
         print()
         print('| measure | value |')
         print('|---|---|')
-        print('| import (`index --from`, %d rows, incl. ANN build) | %.0f s |' % (args.rows, import_s))
-        print('| ANN build inside the import (train + add) | %s s |' % ('%.0f' % build_s if build_s else '?'))
-        print('| import peak RSS (child) | %.0f MB |' % import_peak)
+        if import_s is not None:
+            print('| import (`index --from`, %d rows, incl. ANN build) | %.0f s |' % (args.rows, import_s))
+            print('| ANN build inside the import (train + add) | %s s |' % ('%.0f' % build_s if build_s else '?'))
+            print('| import peak RSS (child; counts the pages of the memory-mapped files it read) | %.0f MB |'
+                  % import_peak)
         print('| ANN on disk | %.0f MB |' % (ann_disk / 1e6))
-        print('| open_index (read-only view) | %.1f s, RSS %.0f MB |' % (open_s, rss_view))
-        print('| load ANN in a reader | %.1f s, RSS then %.0f MB |' % (load_s, rss_ann))
+        print('| open_index (read-only view) | %.1f s, anonymous RSS %.0f MB |' % (open_s, rss_view))
+        print('| load ANN in a reader | %.1f s, anonymous RSS then %.0f MB |' % (load_s, rss_ann))
         print('| recall@10 (approximate vs exact, %d queries) | %.4f |' % (len(queries), recall))
         print('| approximate query, median / p95 (Index.search_ids, k=10) | %.2f / %.2f ms |'
               % (ann_med, float(np.percentile(ann_ms, 95))))
@@ -267,7 +274,7 @@ def main():
         for probe, r, med, p95 in sweep:
             print('| %d | %.4f | %.2f | %.2f | |' % (probe, r, med, p95))
     finally:
-        if args.keep:
+        if args.keep or args.reuse:
             say('kept %s' % tmp)
         else:
             shutil.rmtree(str(tmp), ignore_errors=True)

@@ -45,9 +45,13 @@ FORMAT = 'vseimageencoder-ann'
 VERSION = 1
 MANIFEST = 'manifest.json'
 
-# Rows per k-means cell sampled for training; faiss warns below 39. 40 keeps a 1M-row build
-# with 1024 cells at about 41k training rows instead of the default 256 per cell.
-TRAIN_ROWS_PER_CELL = 40
+# Rows per k-means cell sampled for training (faiss's own default cap). Fewer save build time
+# but cost recall: with 40 per cell (4% of a 1M-row clustered set) the groups of rows that the
+# sample missed got no cell of their own, their rows scattered over many cells, and recall@10
+# fell to 0.87 (benchmarks/ann_bench.py, docs/index.md).
+TRAIN_ROWS_PER_CELL = 256
+# k-means needs at least 39 rows per cell (faiss warns below).
+MIN_ROWS_PER_CELL = 40
 # Norm tolerance of the unit-norm contract: float32 round-off of a normalised 1024-d vector is
 # about 1e-6; a forgotten normalisation is off by far more.
 NORM_TOLERANCE = 1e-3
@@ -62,10 +66,10 @@ def suggested_nlist(n: int) -> int:
     at least 40 rows per cell (k-means needs them), and 1 (a plain scan) for small ``n``.
     (``sqrt(n)`` balances the centroid comparisons against the rows scanned per probe, and
     keeps the k-means of a 1M-row build to minutes on two cores.)"""
-    if n < TRAIN_ROWS_PER_CELL * 16:
+    if n < MIN_ROWS_PER_CELL * 16:
         return 1
     target = 2 ** int(round(math.log2(math.sqrt(n))))
-    return int(max(1, min(target, n // TRAIN_ROWS_PER_CELL)))
+    return int(max(1, min(target, n // MIN_ROWS_PER_CELL)))
 
 
 def suggested_nprobe(nlist: int) -> int:
