@@ -575,6 +575,8 @@ class Trainer:
                 self.save(LAST_NAME, epoch + 1, (epoch + 1, 0))
                 b = 0
                 logger.info('epoch %d done: wrote %s', epoch + 1, self.out / LAST_NAME)
+                if o.max_iters and self.iters >= o.max_iters:
+                    break
         except KeyboardInterrupt:
             path = self.save(LAST_NAME, epoch, (epoch, b))
             logger.warning('interrupted at epoch %d, batch %d: wrote %s; continue with --resume %s',
