@@ -26,6 +26,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 import torch
 
 from .model import SUPPORTED_FAMILIES, VSEImageTower, build_tower
+from .regular_files import kind_of
 from .safe_pickle import (MalformedPickleError, PickleRefusedError, PickleTooDeepError,
                           PickleTooLargeError, scan_pickle, scan_pickles)
 from .text_model import VSETextTower, build_text_tower
@@ -191,11 +192,19 @@ def read_checkpoint(path: PathLike) -> Mapping:
     but tensors, plain containers and ``argparse.Namespace``, and
     :class:`NotACheckpointError` for files that are not torch checkpoints.
     """
+    from .regular_files import NotARegularFileError, open_regular
+
     path = Path(path)
     if not path.is_file():
+        if path.exists():
+            raise NotACheckpointError('%s is %s, not a checkpoint file'
+                                      % (path, kind_of(path.stat().st_mode)))
         raise CheckpointNotFoundError('checkpoint file %s does not exist' % path)
-    with open(path, 'rb') as f:
-        head = f.read(4)
+    try:
+        with open_regular(path) as f:  # a FIFO swapped in since is_file() would block open()
+            head = f.read(4)
+    except NotARegularFileError as e:
+        raise NotACheckpointError(str(e)) from None
     if not head:
         raise NotACheckpointError('checkpoint file %s is empty' % path)
     # torch.save writes a zip archive, or (legacy format) a pickle, which opens with PROTO.
@@ -238,10 +247,12 @@ def precheck_checkpoint(path: PathLike) -> None:
     zip checkpoint each must have its record, stored uncompressed at exactly its size (torch
     never compresses, so a compressed record is refused rather than inflated).
     """
+    from .regular_files import open_regular
+
     path = Path(path)
     size = path.stat().st_size
     try:
-        with open(path, 'rb') as f:
+        with open_regular(path) as f:
             head = f.read(4)
             f.seek(0)
             if head.startswith(b'PK'):

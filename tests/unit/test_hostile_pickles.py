@@ -113,11 +113,13 @@ def test_scanner_refuses_deep_nesting_without_recursing():
 
 
 def test_scanner_sees_depth_added_through_the_memo():
-    # outer = [inner]; then inner (fetched back from the memo) gets a deep list appended:
-    # the outer list's depth must follow.
-    data = (b'\x80\x02]q\x00]q\x01a' + b'h\x01' + deep_list(63)[2:-1] + b'a' + b'0' + b'.')
+    # outer = [inner]; then inner (fetched back from the memo) gets a 63-deep list appended:
+    # inner is 64 deep (allowed), outer 65 (refused) only if its depth follows.
+    body = deep_list(62)[2:-1]
+    data = b'\x80\x02]q\x00]q\x01a' + b'h\x01' + body + b'a' + b'0' + b'.'
     with pytest.raises(sp.PickleTooDeepError):
         sp.scan_pickle(data)
+    assert sp.scan_pickle(b'\x80\x02]q\x01' + body + b'a.').depth == 64
 
 
 def test_scanner_refuses_a_self_containing_list():
@@ -318,3 +320,11 @@ def crash_cases(tmp_path_factory):
     order = ['deflated', 'storage_4gb', 'embed_1e9', 'zip_deep', 'legacy_deep']
     results, peak, rc, err = load_all_in_child([paths[k] for k in order])
     return _CrashCases(paths, results, peak, rc, err)
+
+
+def test_fifo_as_checkpoint_is_named(tmp_path):
+    import os
+    fifo = tmp_path / 'model_best.pth.tar'
+    os.mkfifo(str(fifo))
+    with pytest.raises(ck.NotACheckpointError, match='is a FIFO'):
+        ck.read_checkpoint(fifo)
