@@ -4,8 +4,8 @@ and make sure nothing of them outlives the block.
 jina 3.34's HTTP load balancer (the gateway of every HTTP Deployment) never stopped on its
 own: the Deployment waited 60 s and then for ever. vseimageencoder.jina3.local's
 fix_http_shutdown (installed by keep_jina_local, which the test plugin calls) fixes that;
-:func:`started` checks it: a block that does not exit within ``exit_within`` seconds fails,
-after its load balancer has been ended by PID so that the run goes on. Every process started
+:func:`started` checks it: a block whose load balancer still runs ``exit_within`` seconds
+into the exit fails, after the balancer has been ended by PID so that the run goes on. Every process started
 below this one during the block is ended by PID afterwards.
 """
 import os
@@ -42,6 +42,8 @@ def _rescue_load_balancer(orchestrator) -> bool:
     worker = getattr(lb, 'worker', None) if lb is not None else None
     if worker is None or not getattr(orchestrator, '_gateway_load_balancer', False) or not worker.pid:
         return False
+    if not worker.is_alive():  # it stopped; the rest of the exit is only slow
+        return False
     _kill([worker.pid])
     lb.is_shutdown.set()
     return True
@@ -49,9 +51,10 @@ def _rescue_load_balancer(orchestrator) -> bool:
 
 @contextmanager
 def started(orchestrator, exit_within: float = 45.0):
-    """``with started(Deployment(...)) as d:`` -- enter; on the way out, exit within
-    ``exit_within`` seconds (else AssertionError, once the load balancer is ended), then end
-    any process the block left behind, by PID."""
+    """``with started(Deployment(...)) as d:`` -- enter; on the way out, an HTTP Deployment's
+    load balancer must have ended within ``exit_within`` seconds (else it is ended by PID and
+    AssertionError; the rest of an exit may be slow on a loaded machine), then end any process
+    the block left behind, by PID."""
     before = set(descendants(os.getpid()))
     orchestrator.__enter__()
     failed = False
@@ -72,9 +75,10 @@ def started(orchestrator, exit_within: float = 45.0):
             watchdog.cancel()
             # multiprocessing's resource tracker is shared by the whole process: leave it.
             _kill(p for p in descendants(os.getpid()) if p not in before and not _is_resource_tracker(p))
-        if stuck and not failed:
-            raise AssertionError('%s did not exit within %.0f s (exit took %.0f s, load balancer ended: %s)'
-                                 % (type(orchestrator).__name__, exit_within, time.monotonic() - t0, stuck[0]))
+        if stuck and stuck[0] and not failed:
+            raise AssertionError('the HTTP load balancer of the %s was still running %.0f s into its exit '
+                                 '(ended by PID; the exit took %.0f s)'
+                                 % (type(orchestrator).__name__, exit_within, time.monotonic() - t0))
 
 
 def free_port() -> int:

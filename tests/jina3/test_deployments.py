@@ -344,6 +344,6 @@ def test_http_deployment_leaves_its_with_block_promptly(http_dep):
     of the Deployment is left. (About a second with forked pods on an idle machine; spawned
     pods on a loaded 2-core one took 20 s, as long as the gRPC Deployment's exit there.)"""
     lb_pid = http_dep.deployment.gateway_pod.worker.pid
-    seconds = http_dep.close()  # started() fails it past 45 s (ending the balancer by PID)
-    assert seconds < 45
+    seconds = http_dep.close()  # started() fails it if the balancer still runs 45 s into the exit
+    assert seconds < 60  # an unfixed one waits timeout_ctrl (60 s) and then for ever
     assert lb_pid not in descendants(os.getpid())
