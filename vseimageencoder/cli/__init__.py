@@ -42,9 +42,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s', stream=sys.stderr)
     logging.getLogger('vseimageencoder.checkpoint').setLevel(logging.WARNING)
     status = importlib.import_module('.' + COMMANDS[args.command], __name__).run(args)
-    if status == EXIT_INTERRUPTED and argv is None:
+    if status == EXIT_INTERRUPTED and argv is None and args.command in _EXIT_AT_ONCE:
         _exit_now(status)
     return status
+
+
+#: Commands that start no processes of their own (only threads), so an interrupted run
+#: loses nothing by skipping interpreter teardown (multiprocessing's atexit clean-up).
+_EXIT_AT_ONCE = ('encode', 'index', 'download')
 
 
 def _exit_now(status: int) -> None:
