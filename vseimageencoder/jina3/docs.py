@@ -24,9 +24,11 @@ class CrossModalDoc(BaseDoc):
       normalised (used as given). For ``*_precomp`` checkpoints, float ``(img_dim,)`` CNN
       features instead.
     - ``blob``: the bytes of an image file (JPEG, PNG, ...).
-    - ``url``: an image file path on the Executor's machine, a ``file://`` URL, an
-      ``http(s)://`` URL the Executor fetches, or a ``data:image/...;base64,`` URL holding the
-      file's bytes (the way to send image bytes over HTTP: JSON has no bytes type).
+    - ``url``: an image file path on the Executor's machine or a ``file://`` URL (read only
+      under the Executor's ``file_root``), an ``http(s)://`` URL (fetched only if the Executor
+      has ``fetch_urls``, and then only from public addresses unless ``allow_private_urls``),
+      or a ``data:image/...;base64,`` URL holding the file's bytes (the way to send image
+      bytes over HTTP: JSON has no bytes type).
 
     Caption, for ``VSETextEncoder``: ``text`` (any string, ``''`` included) on a document
     with no image. A document with both is an image (``text`` rides along unread, e.g. as
