@@ -73,6 +73,9 @@ def escape(name: Union[str, bytes, os.PathLike]) -> str:
     return ''.join(out)
 
 
+_CONTROL = re.compile('[\x00-\x1f\x7f-\x9f]')  # the Cc category
+
+
 def unescape_bytes(line: str) -> bytes:
     """The bytes of the name :func:`escape` turned into ``line``; :class:`BadEscapeError`
     for a lone backslash or a control character (never written by :func:`escape`)."""
@@ -92,7 +95,7 @@ def _plain(text: str) -> bytes:
         raise BadEscapeError('a backslash not followed by \\ or xNN in %r' % (text[:80],))
     # Only control characters are refused: which characters are assigned differs between
     # Python versions, so a name written by a newer one must still read back.
-    if any(unicodedata.category(ch) == 'Cc' for ch in text):
+    if _CONTROL.search(text):
         raise BadEscapeError('an unescaped control character in %r' % (text[:80],))
     try:
         return text.encode('utf-8')
@@ -102,4 +105,6 @@ def _plain(text: str) -> bytes:
 
 def unescape(line: str) -> str:
     """The name :func:`escape` turned into ``line``, as ``os.fsdecode`` gives it."""
+    if '\\' not in line and line.isprintable():
+        return line  # the common case, decided in C: nothing escaped, nothing to refuse
     return os.fsdecode(unescape_bytes(line))
