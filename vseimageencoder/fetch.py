@@ -31,6 +31,8 @@ import time
 import urllib.parse
 from typing import Optional, Tuple
 
+from .regular_files import NotARegularFileError, kind_of, open_regular
+
 #: Cloud metadata services (AWS/GCP/Azure/OpenStack/DigitalOcean 169.254.169.254, AWS ECS
 #: task metadata, AWS IPv6 IMDS, Alibaba, Oracle's second address). Most are also link-local
 #: or private; named apart so the refusal says what the address is.
@@ -150,24 +152,18 @@ class SourcePolicy:
                 raise SourceRefused('file_root', 'path %s is outside the folder this server reads '
                                     'images from (file_root)' % _shown(given))
         try:
-            # O_NONBLOCK: opening a FIFO for reading must not wait for a writer.
-            fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, 'O_CLOEXEC', 0))
-        except IsADirectoryError:
-            raise SourceRefused('regular-file', 'path %s is a folder, not an image file' % _shown(given)) from None
+            mode = os.stat(real).st_mode
+            if not stat.S_ISREG(mode):
+                raise SourceRefused('regular-file', 'path %s is not a regular file (%s); only regular '
+                                    'files are read' % (_shown(given), kind_of(mode)))
+            return open_regular(real)  # never blocks, and checks the opened descriptor again
+        except NotARegularFileError:  # swapped for something else since the look
+            raise SourceRefused('regular-file', 'path %s is not a regular file; only regular files '
+                                'are read' % _shown(given)) from None
         except FileNotFoundError:
             raise FileNotFoundError('no such file: %s' % _shown(given)) from None
         except PermissionError:
             raise PermissionError('permission denied: %s' % _shown(given)) from None
-        try:
-            mode = os.fstat(fd).st_mode
-            if not stat.S_ISREG(mode):
-                raise SourceRefused('regular-file', 'path %s is not a regular file (%s); only regular '
-                                    'files are read' % (_shown(given), _kind(mode)))
-            os.set_blocking(fd, True)
-            return os.fdopen(fd, 'rb')
-        except BaseException:
-            os.close(fd)
-            raise
 
     # ------------------------------------------------------------------ URLs
 
@@ -304,15 +300,6 @@ def _resolve(host: str, port: int, deadline: float):
         e = box['error']
         raise OSError('cannot resolve host %s: %s' % (_shown(host, 100), getattr(e, 'strerror', None) or e)) from None
     return box['infos']
-
-
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, 'a FIFO'), (stat.S_ISCHR, 'a character device'),
-                       (stat.S_ISBLK, 'a block device'), (stat.S_ISSOCK, 'a socket'),
-                       (stat.S_ISDIR, 'a folder')):
-        if test(mode):
-            return name
-    return 'not a plain file'
 
 
 def _remaining(deadline: float) -> float:

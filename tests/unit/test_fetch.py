@@ -120,7 +120,7 @@ def test_fifo_refused_at_once(tree):
     with pytest.raises(SourceRefused, match='a FIFO') as e:
         SourcePolicy(file_root=str(root)).open_file('fifo.jpg')
     assert e.value.rule == 'regular-file' and time.monotonic() - t0 < 5
-    with pytest.raises(SourceRefused, match=r'not a regular file \(a folder\)'):
+    with pytest.raises(SourceRefused, match=r'not a regular file \(a directory\)'):
         SourcePolicy(file_root=str(root.parent)).open_file('root')
 
 
