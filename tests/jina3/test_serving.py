@@ -16,7 +16,7 @@ from tests.jina3.serving import started
 from tests.jina3.test_deployments import error_text
 from tests.jina3.test_executors import CAPTIONS, data_url, expected_images, png_bytes
 from tests.vsepp_release import reference_text_embeds
-from vseimageencoder.jina3 import CrossModalDoc, ImageDoc
+from vseimageencoder.jina3 import CrossModalDoc
 from vseimageencoder.preprocess import transform
 
 REPO = Path(__file__).resolve().parents[2]
