@@ -3,6 +3,7 @@ vocab.tar in the release layout (the vocabularies written as Python 2.7 wrote th
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -378,9 +379,9 @@ def test_member_declaring_too_many_bytes_is_refused_before_writing(tmp_path):
 
 def test_max_bytes_flag_overrides_the_cap(tmp_path, archive):
     path, ckpt = archive
-    r = run_cli(NAME, '--source', path, '--dest', tmp_path / 'p', '--no-vocab',
-                '--max-bytes', str(ckpt.stat().st_size - 1))
-    assert r.returncode == 1 and 'over the limit of %d' % (ckpt.stat().st_size - 1) in r.stderr
+    with pytest.raises(weights.DownloadTooLargeError, match='over the limit of %d' % (ckpt.stat().st_size - 1)):
+        weights.download(NAME, str(path), tmp_path / 'p', vocab=False, max_bytes=ckpt.stat().st_size - 1)
+    assert not (tmp_path / 'p').exists()
     r = run_cli(NAME, '--source', path, '--dest', tmp_path / 'p', '--no-vocab',
                 '--max-bytes', str(ckpt.stat().st_size))
     assert r.returncode == 0, r.stderr
@@ -395,16 +396,15 @@ def test_member_names_match_exactly(tmp_path):
             info = tarfile.TarInfo(name)
             info.size = 3
             tar.addfile(info, io.BytesIO(b'abc'))
-    r = run_cli(NAME, '--source', other, '--dest', tmp_path / 'p', '--no-vocab')
-    assert r.returncode == 1 and 'has no member runs/%s/model_best.pth.tar' % NAME in r.stderr
+    with pytest.raises(weights.WeightsError, match=re.escape('has no member runs/%s/model_best.pth.tar' % NAME)):
+        weights.download(NAME, str(other), tmp_path / 'p', vocab=False)
     # './runs/...' (tar run as "tar cf runs.tar ./runs") is the same member.
     dotted = tmp_path / 'dotted.tar'
     with tarfile.open(str(dotted), 'w') as tar:
         info = tarfile.TarInfo('./runs/%s/model_best.pth.tar' % NAME)
         info.size = 3
         tar.addfile(info, io.BytesIO(b'abc'))
-    r = run_cli(NAME, '--source', dotted, '--dest', tmp_path / 'q', '--no-vocab')
-    assert r.returncode == 0, r.stderr
+    weights.download(NAME, str(dotted), tmp_path / 'q', vocab=False)
     assert (tmp_path / 'q' / 'model_best.pth.tar').read_bytes() == b'abc'
 
 
@@ -443,8 +443,10 @@ def test_failed_download_removes_only_folders_it_created(tmp_path):
     existing = tmp_path / 'kept'
     existing.mkdir()
     with ArchiveServer({'/other.tar': tmp_path / 'missing.tar'}) as server:
-        for dest in (tmp_path / 'a' / 'b' / 'pretrained', existing):
-            r = run_cli(NAME, '--source', server.url_for('/runs.tar'), '--dest', dest, '--no-vocab')
-            assert r.returncode == 1 and 'cannot fetch' in r.stderr and '404' in r.stderr
+        url = server.url_for('/runs.tar')
+        r = run_cli(NAME, '--source', url, '--dest', tmp_path / 'a' / 'b' / 'pretrained', '--no-vocab')
+        assert r.returncode == 1 and 'cannot fetch' in r.stderr and '404' in r.stderr
+        with pytest.raises(weights.WeightsError, match='404'):
+            weights.download(NAME, url, existing, vocab=False)
     assert not (tmp_path / 'a').exists()
     assert existing.is_dir() and os.listdir(str(existing)) == []
