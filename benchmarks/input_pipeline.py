@@ -40,7 +40,9 @@ runs, the 1-minute load average printed with each figure):
 Each candidate's rows are compared with the faithful transform's (``resize='exact'``, read on
 the main thread, the same tower): the worst cosine is printed, and the worst "centred" one
 (the mean of the 8 distinct photos' exact embeddings subtracted from both first: a tower with
-random weights maps every photo near one direction, which plain cosines hide). Then the per-image stages on
+random weights maps every photo near one direction, which plain cosines hide). Then where the
+lanes' time goes: one more lanes run with the transform and the tower timed inside the
+lanes, per image, against the same work alone on one thread, and how busy the lanes were. Then the per-image stages on
 one thread (where a reader's time goes: a SIMD resize could only shave the resize column),
 and with ``--uint8`` the transform of decoded uint8 batches. Prints markdown tables.
 """
@@ -109,6 +111,21 @@ def _decode_seconds(paths):
         for _ in range(2):
             t = time.perf_counter()
             one(p)
+            times.append(time.perf_counter() - t)
+        best.append(min(times))
+    return float(np.mean(best))
+
+
+def _transform_seconds(paths):
+    """Seconds per image of the whole fast transform of a file on one thread (best of 2)."""
+    from vseimageencoder.preprocess import transform
+
+    best = []
+    for p in paths:
+        times = []
+        for _ in range(2):
+            t = time.perf_counter()
+            transform(p, resize='fast')
             times.append(time.perf_counter() - t)
         best.append(min(times))
     return float(np.mean(best))
@@ -235,6 +252,41 @@ def _min_cosine(a, b, centre=None):
     return float(np.min(np.sum(a * b, axis=1)))
 
 
+def _profile_lanes(model, paths, batch_size, cores):
+    """Where a lane's time goes: the lanes run of ``encode`` with its load and tower timed.
+
+    :return: ``(elapsed, per-image ms of transform in lanes, per-image ms of tower in lanes,
+        busy fraction of the lanes)``.
+    """
+    import threading
+
+    from vseimageencoder import preprocess as pp
+    from vseimageencoder.lanes import embed_in_lanes
+    from vseimageencoder.threads import thread_budget
+
+    lock = threading.Lock()
+    spent = {'load': 0.0, 'tower': 0.0}
+
+    def timed(key, fn):
+        def run(x):
+            t = time.perf_counter()
+            try:
+                return fn(x)
+            finally:
+                with lock:
+                    spent[key] += time.perf_counter() - t
+        return run
+
+    b = thread_budget(cores, None)
+    t = time.perf_counter()
+    embed_in_lanes(timed('tower', model), paths, timed('load', functools.partial(pp.transform, resize='fast')),
+                   lambda r, pos: None, batch_size, b.reader_threads, b.torch_threads)
+    elapsed = time.perf_counter() - t
+    n = len(paths)
+    return (elapsed, spent['load'] / n * 1e3, spent['tower'] / n * 1e3,
+            (spent['load'] + spent['tower']) / (elapsed * b.reader_threads))
+
+
 # ----------------------------------------------------------------------------- stages
 
 def _stages(paths):
@@ -332,6 +384,7 @@ def main(argv=None):
                 ref = np.concatenate(ref)
                 load0 = _load_avg()
                 decode = _decode_seconds(distinct)
+                stage_rest = _transform_seconds(distinct) - decode
                 tower_s, tower_by_threads = _tower_seconds(model, args.batch_size, cores)
                 bound = cores / (decode + tower_s)
                 lines += ['**%s** (%dx%d JPEGs, %.1f MB each): reduced decode %.1f core-ms/img, tower '
@@ -357,12 +410,17 @@ def main(argv=None):
                         assert rows.shape == ref.shape, (c, rows.shape)
                         best[c] = max(best[c], rate)
                         cos[c] = (_min_cosine(rows, ref), _min_cosine(rows, ref, ref[:8].mean(axis=0)))
+                prof = _profile_lanes(model, paths, args.batch_size, cores)
                 for c in args.candidates:
                     lines.append('| %s | %.2f | %.2fx | %.6f | %.5f | %s |' % (
                         DESCRIBE[c] % sub, best[c], best[c] / bound, cos[c][0], cos[c][1],
                         ' '.join('%.2f' % x for x in loads[c])))
                     print(lines[-1], file=sys.stderr)
-                lines.append('')
+                lines += ['', 'Where the lanes\' time goes (%s, one more lanes run, timed inside the lanes; load '
+                          'average %.2f): %.2f img/s; per image, transform (decode+resize+normalise) %.1f ms and '
+                          'tower %.1f ms of lane time against %.1f and %.1f alone on one thread; lanes busy %.0f%% '
+                          'of the run.' % (name, _load_avg(), len(paths) / prof[0], prof[1], prof[2],
+                                           (decode + stage_rest) * 1e3, tower_by_threads[1] * 1e3, 100 * prof[3]), '']
             if not args.no_stages:
                 lines += ['| photos | fast: reduced decode ms | fast: resize+crop+normalise ms | '
                           'exact: full decode ms | exact: resize+crop+normalise ms |',
