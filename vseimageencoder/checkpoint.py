@@ -27,7 +27,7 @@ import torch
 
 from .model import SUPPORTED_FAMILIES, VSEImageTower, build_tower
 from .regular_files import kind_of
-from .safe_pickle import (MalformedPickleError, PickleRefusedError, PickleTooDeepError,
+from .safe_pickle import (MalformedPickleError, PickleTooDeepError,
                           PickleTooLargeError, scan_pickle, scan_pickles)
 from .text_model import VSETextTower, build_text_tower
 from .weights import CHECKPOINT_NAME, DEFAULT_MODEL, WeightsError, verify_record

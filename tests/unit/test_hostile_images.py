@@ -19,7 +19,6 @@ import pytest
 from PIL import Image
 
 from vseimageencoder import preprocess as pp
-from vseimageencoder.reader import PrefetchReader
 
 ENV = dict(os.environ, PYTHONUNBUFFERED='1')
 
