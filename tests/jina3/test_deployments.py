@@ -1,7 +1,7 @@
-"""Real jina 3 Deployments of the image Executor on 127.0.0.1, one over gRPC and one over
-HTTP (2 replicas each), shared by the tests of this module: request parameters as they
-travel, every rule for local files and URLs, error replies without server internals, and an
-HTTP Deployment that leaves its ``with`` block.
+"""Real jina 3 Deployments on 127.0.0.1: of the image Executor, one over gRPC (2 replicas)
+and one over HTTP, shared by the tests of this module; of the text Executor, one per
+protocol. Request parameters as they travel, every rule for local files and URLs, error
+replies without server internals, and an HTTP Deployment that leaves its ``with`` block.
 
 Every server these tests can reach is on loopback, so: the gRPC Deployment allows the one
 network ``127.0.0.1/32`` (``allow_private_urls=['127.0.0.1/32']``) to fetch from a test
@@ -29,6 +29,7 @@ from vseimageencoder.jina3 import ImageDoc
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_YML = str(REPO / 'vseimageencoder' / 'jina3' / 'image.yml')
+TEXT_YML = str(REPO / 'vseimageencoder' / 'jina3' / 'text.yml')
 #: Seconds for all URL fetches of one request, in both Deployments.
 URL_TIMEOUT = 3
 
@@ -205,6 +206,29 @@ def test_grpc_deployment_two_replicas(grpc_dep, pixels, release):
     emb = np.stack([by_id[doc.id] for doc in sent])
     np.testing.assert_allclose(emb, expected_images(release, many), atol=2e-5)
     np.testing.assert_allclose(default[0].embedding, emb[0], atol=1e-6)
+
+
+@pytest.mark.parametrize('protocol', ['grpc', 'http'])
+def test_text_batch_size_parameter_over_the_wire(release, protocol):
+    """The text Executor's one request parameter, the same way (its own Deployment)."""
+    from jina import Deployment
+
+    from tests.vsepp_release import reference_text_embeds
+    from vseimageencoder.jina3 import TextDoc
+
+    captions = ['a dog', 'children in the snow', 'a man riding a horse on the beach .']
+    d = Deployment(uses=TEXT_YML, uses_with={'model_path': str(release.folder)}, protocol=protocol,
+                   host='127.0.0.1', timeout_ctrl=5)
+    with started(d):
+        out = d.post('/encode', DocList[TextDoc]([TextDoc(text=c) for c in captions]),
+                     parameters={'batch_size': 2}, return_type=DocList[TextDoc])
+        with pytest.raises(Exception) as e:
+            d.post('/encode', DocList[TextDoc]([TextDoc(text='a dog')]), parameters={'batch_size': 2.5},
+                   return_type=DocList[TextDoc])
+    np.testing.assert_allclose(np.stack([t.embedding for t in out]),
+                               reference_text_embeds(release.text_sd, release.words, captions), atol=2e-5)
+    assert "the request's batch_size parameter must be a positive integer, got 2.5" in error_text(e.value)
+    assert_no_internals(error_text(e.value))
 
 
 # ---------------------------------------------------------------- local files
