@@ -26,7 +26,7 @@ def main() -> int:
     ap.add_argument('--out', default=str(REPO / 'docs' / 'serve.png'))
     ap.add_argument('--caption', default='two dogs playing with a red ball on the beach')
     ap.add_argument('--width', type=int, default=1280)
-    ap.add_argument('--height', type=int, default=860)
+    ap.add_argument('--height', type=int, default=680)
     args = ap.parse_args()
     missing = chromium_missing()
     if missing:
