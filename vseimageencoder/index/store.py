@@ -423,6 +423,8 @@ class Index:
     def entries(self) -> Dict[str, Tuple[int, int, int]]:
         """``{file: (id, size, mtime_ns)}`` for every live row (what an update compares)."""
         r = self._rows_state
+        if self._live_count == len(r.ids):  # nothing removed: zip in C, no per-row Python
+            return dict(zip(r.paths, zip(r.ids, r.sizes, r.mtimes)))
         return {r.paths[i]: (r.ids[i], r.sizes[i], r.mtimes[i]) for i in np.nonzero(self._live)[0].tolist()}
 
     def unreadable_entries(self) -> Dict[str, Tuple[int, int, str]]:

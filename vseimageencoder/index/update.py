@@ -99,11 +99,13 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def checkpoint_provenance(checkpoint: Path, resize: str, precision: str, options=None) -> dict:
-    """What an index records about the model that embedded it."""
+def checkpoint_provenance(checkpoint: Path, resize: str, precision: str, options=None,
+                          sha256: Optional[str] = None) -> dict:
+    """What an index records about the model that embedded it (``sha256``: the checkpoint's,
+    when already known)."""
     from ..weights import sha256_of
 
-    prov = {'sha256': sha256_of(checkpoint), 'checkpoint': escape(os.path.abspath(str(checkpoint))),
+    prov = {'sha256': sha256 or sha256_of(checkpoint), 'checkpoint': escape(os.path.abspath(str(checkpoint))),
             'resize': resize, 'precision': precision}
     if options is not None:
         prov.update(arch=options.cnn_type, embed_size=int(options.embed_size), data_name=options.data_name)
@@ -201,7 +203,8 @@ def update_index(directory: PathLike, paths: Sequence[PathLike] = (), model_path
 
 
 def _resolve_model(w: Writer, model_path, precision, resize, rebuild):
-    """``(checkpoint, precision, resize, recorded)``, refusing a mismatch before any load."""
+    """``(checkpoint, precision, resize, recorded, sha256)``, refusing a mismatch before any
+    load."""
     from ..checkpoint import resolve_checkpoint_path
     from ..encoders import DEFAULT_SEARCH_DIRS
     from ..preprocess import DEFAULT_RESIZE, check_resize
@@ -212,8 +215,8 @@ def _resolve_model(w: Writer, model_path, precision, resize, rebuild):
     if model_path is None:
         model_path = unescape(rec['checkpoint']) if rec.get('checkpoint') and not rebuild else 'pretrained'
     checkpoint = resolve_checkpoint_path(model_path, list(DEFAULT_SEARCH_DIRS))
+    digest = sha256_of(checkpoint)
     if rec and not rebuild:
-        digest = sha256_of(checkpoint)
         if digest != rec.get('sha256'):
             raise ProvenanceMismatchError(
                 '%s was embedded with the checkpoint of sha256 %s (%s), but %s has sha256 %s: use '
@@ -227,7 +230,7 @@ def _resolve_model(w: Writer, model_path, precision, resize, rebuild):
         resize = resize or rec.get('resize')
     precision = precision or 'fp32'
     resize = check_resize(resize or DEFAULT_RESIZE)
-    return checkpoint, precision, resize, rec
+    return checkpoint, precision, resize, rec, digest
 
 
 def _embed(w: Writer, todo: List[_Found], live_before: Dict, model_path, batch_size, device, precision,
@@ -236,13 +239,13 @@ def _embed(w: Writer, todo: List[_Found], live_before: Dict, model_path, batch_s
     from ..encoders import ImageEncoder
 
     reading_options(resize, readers)  # bad values fail before the load
-    checkpoint, precision, resize, rec = _resolve_model(w, model_path, precision, resize, rebuild)
+    checkpoint, precision, resize, rec, digest = _resolve_model(w, model_path, precision, resize, rebuild)
     resize, readers = reading_options(resize, readers)
     core = ImageEncoder(checkpoint, precision=precision, device=device, resize=resize)
     if core.options.precomputed:
         raise ValueError('%s is a precomputed-feature model (%s); indexing image files needs a model '
                          'with a CNN backbone' % (core.checkpoint_path, core.options.data_name))
-    prov = checkpoint_provenance(core.checkpoint_path, resize, core.precision, core.options)
+    prov = checkpoint_provenance(core.checkpoint_path, resize, core.precision, core.options, digest)
     if rec and not rebuild and rec.get('precision') not in (None, core.precision):
         raise _mismatch(w.directory, rec, 'precision', core.precision, '--precision')
     if not w.exists or rebuild:
@@ -316,18 +319,18 @@ def _import_npy(w: Writer, npy: Path, model_path, precision, resize, rebuild, co
     header = pair.provenance or {}
     precision = precision or header.get('precision')
     resize = resize or header.get('resize')
-    checkpoint, precision, resize, rec = _resolve_model(w, model_path, precision, resize, rebuild)
-    options = read_options(read_verified_checkpoint(checkpoint), checkpoint)
-    prov = checkpoint_provenance(checkpoint, resize, precision, options)
-    if header.get('sha256') and header['sha256'] != prov['sha256']:
+    checkpoint, precision, resize, rec, digest = _resolve_model(w, model_path, precision, resize, rebuild)
+    if header.get('sha256') and header['sha256'] != digest:
         raise ProvenanceMismatchError(
             '%s was embedded with the checkpoint of sha256 %s, but %s has sha256 %s: give the '
-            '--model-path it was encoded with' % (npy, header['sha256'], escape(str(checkpoint)), prov['sha256']))
-    if pair.dim != options.embed_size:
-        raise ProvenanceMismatchError('%s holds %d-d embeddings, but %s gives %d-d ones'
-                                      % (npy, pair.dim, checkpoint, options.embed_size))
+            '--model-path it was encoded with' % (npy, header['sha256'], escape(str(checkpoint)), digest))
     if not w.exists or rebuild:
-        w.restart(prov, pair.dim)
+        # The checkpoint's options are read only to start an index: an existing one records them.
+        options = read_options(read_verified_checkpoint(checkpoint), checkpoint)
+        if pair.dim != options.embed_size:
+            raise ProvenanceMismatchError('%s holds %d-d embeddings, but %s gives %d-d ones'
+                                          % (npy, pair.dim, checkpoint, options.embed_size))
+        w.restart(checkpoint_provenance(checkpoint, resize, precision, options, digest), pair.dim)
         w.commit()
     elif pair.dim != w.manifest['dim']:
         raise ProvenanceMismatchError('%s holds %d-d embeddings, the index %s holds %d-d ones'
