@@ -40,11 +40,12 @@ runs, the 1-minute load average printed with each figure):
 Each candidate's rows are compared with the faithful transform's (``resize='exact'``, read on
 the main thread, the same tower): the worst cosine is printed, and the worst "centred" one
 (the mean of the 8 distinct photos' exact embeddings subtracted from both first: a tower with
-random weights maps every photo near one direction, which plain cosines hide). Then where the
-lanes' time goes: one more lanes run with the transform and the tower timed inside the
-lanes, per image, against the same work alone on one thread, and how busy the lanes were. Then the per-image stages on
-one thread (where a reader's time goes: a SIMD resize could only shave the resize column),
-and with ``--uint8`` the transform of decoded uint8 batches. Prints markdown tables.
+random weights maps every photo near one direction, which plain cosines hide). Then where
+the lanes' time goes: one more lanes run with the transform and the tower timed inside the
+lanes, per image, against the same work alone on one thread, and how busy the lanes were.
+Then the per-image stages on one thread (where a reader's time goes: a SIMD resize could
+only shave the resize column), and with ``--uint8`` the transform of decoded uint8 batches.
+Prints markdown tables.
 """
 import argparse
 import functools
