@@ -145,6 +145,23 @@ def test_bad_folders_are_named_and_left_alone(tmp_path, small_release):
     assert r.returncode == 2 and 'missing.png' in r.stderr
     assert not (tmp_path / 'new' / 'manifest.json').exists()
 
+    # .npy indices search refuses with a named error, never a traceback (issue 18.9).
+    from vseimageencoder.index import PairWriter
+    nan = np.ones((2, 1024), np.float32)
+    nan[1, 7] = np.nan
+    w = PairWriter(tmp_path / 'nan.npy', 1024)
+    w.write(nan, ['a.jpg', 'b.jpg'])
+    w.commit()
+    PairWriter(tmp_path / 'empty.npy', 1024).commit()
+    text = "{'descr': '<f4', 'fortran_order': False, 'shape': (18446744073709551615, 1024), }"
+    (tmp_path / 'huge.npy').write_bytes(b'\x93NUMPY\x01\x00' + (118).to_bytes(2, 'little')
+                                        + (text + ' ' * (117 - len(text)) + '\n').encode() + b'\0' * 4096)
+    (tmp_path / 'huge.files.txt').write_text('a.jpg\n')
+    for name, message in (('nan.npy', 'row 1 (b.jpg) holds NaN'), ('empty.npy', 'holds no embeddings'),
+                          ('huge.npy', 'declares 18446744073709551615 rows')):
+        r = run_cli('search', tmp_path / name, 'a dog', '--model-path', small_release[0])
+        assert r.returncode == 2 and message in r.stderr and 'Traceback' not in r.stderr, (name, r.stderr)
+
 
 def test_hostile_names_survive_encode_index_and_search(tmp_path, small_release, other_release):
     ckpt = small_release[0]
