@@ -29,8 +29,9 @@ def add_parser(sub):
     s.add_argument('--vocab-path', default=None,
                    help='vocabulary pickle or its folder (default: <data_name>_vocab.pkl beside the checkpoint)')
     s.add_argument('--device', default='cpu', help="torch device of both towers (default: cpu)")
-    s.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16', 'auto'),
-                   help='arithmetic of both towers (default: fp32, faithful)')
+    s.add_argument('--precision', default=None, choices=('fp32', 'bf16', 'fp16', 'auto'),
+                   help='arithmetic of both towers (default: fp32, faithful); with --photos, new '
+                        'images are embedded as the index records unless this is given')
     s.add_argument('--max-upload-mb', type=float, default=DEFAULT_MAX_UPLOAD_BYTES / 2 ** 20,
                    help='largest photo accepted for search by photo, in MB (default: %(default)g)')
     s.add_argument('--max-k', type=int, default=MAX_K,
@@ -65,13 +66,14 @@ def run(args) -> int:
     service = None
     try:
         if args.photos:
+            # precision None: new images embedded as the index records, as `index` does
             counts = update_index(args.index, args.photos, model_path=args.model_path,
                                   batch_size=args.batch_size, device=args.device,
                                   precision=args.precision, progress=progress_enabled(args))
             logger.info('index %s brought up to date: %s', args.index,
                         ', '.join('%s %d' % kv for kv in counts.as_dict().items()))
         service = SearchService(args.index, args.model_path, args.vocab_path, args.device,
-                                args.precision, max_batch=args.max_batch)
+                                args.precision or 'fp32', max_batch=args.max_batch)
         app = create_app(service, max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
                          max_k=args.max_k)
         if args.host not in LOOPBACK:
