@@ -270,15 +270,6 @@ class _Rows:
         return True
 
 
-def _read_prefix(path: Path, length: int) -> bytes:
-    with open(str(path), 'rb') as f:
-        data = f.read(length)
-    if len(data) != length:
-        raise DamagedIndexError('%s holds %d bytes, but the manifest commits %d: the file was '
-                                'truncated or replaced' % (path, len(data), length))
-    return data
-
-
 def _map_vectors(path: Path, rows: int, dim: int) -> np.ndarray:
     want = rows * dim * 4
     try:
