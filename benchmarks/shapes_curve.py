@@ -11,8 +11,9 @@ hardest negatives, and VSE0's sum over all negatives, ``--sum-violation``):
     vseimageencoder evaluate --precomp DATA --split test --model-path RUN/checkpoint.pth.tar
 
 with ``--embed-size 256 --word-dim 100 --lr 2e-3`` and the other options at the paper's
-defaults. The test split is never seen in training. Prints a markdown table of test rsum
-(and R@1 both ways) against cumulative training time, and the machine line.
+defaults. The test split is never seen in training. Prints a markdown row per loss and
+epoch as it comes (test rsum and R@1 both ways against cumulative training time, which
+includes each `train` run's start-up and per-epoch validation), and the machine line.
 """
 import argparse
 import json
@@ -61,7 +62,13 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING)
     from shapes_dataset import generate
 
-    rows = {}
+    print('| loss | epochs | training s (cumulative) | test rsum | R@1 image->text | R@1 text->image |')
+    print('|---|---|---|---|---|---|')
+
+    def row(loss, k, spent, r):  # printed as it comes: a long run cut short keeps its rows
+        print('| %s | %d | %.0f | **%.1f** | %.1f | %.1f |' % (loss, k, spent, r['rsum'], r['i2t']['r1'],
+                                                          r['t2i']['r1']), flush=True)
+
     with tempfile.TemporaryDirectory(prefix='shapes_curve.') as tmp:
         tmp = Path(tmp)
         data = generate(tmp / 'data', {'train': a.train, 'dev': 500, 'test': 1000}, size=64,
@@ -73,25 +80,13 @@ def main(argv=None) -> int:
             if loss == 'vse0':
                 common.append('--sum-violation')
             _cli(common + ['--epochs', '0'])
-            rows.setdefault(0, {})[loss] = (0.0, _evaluate(data, run, tmp / 'e.json', a.threads))
+            row(loss, 0, 0.0, _evaluate(data, run, tmp / 'e.json', a.threads))
             spent = 0.0
             for k in range(1, a.epochs + 1):
                 t0 = time.monotonic()
                 _cli(common + ['--epochs', str(k), '--resume', str(run)])
                 spent += time.monotonic() - t0
-                rows.setdefault(k, {})[loss] = (spent, _evaluate(data, run, tmp / 'e.json', a.threads))
-                r = rows[k][loss][1]
-                sys.stderr.write('%s epoch %d: %.0f s, test rsum %.1f\n' % (loss, k, spent, r['rsum']))
-    losses = a.losses.split(',')
-    head = '| epochs | ' + ' | '.join('%s: train s, test rsum (R@1 i2t / t2i)' % l for l in losses) + ' |'
-    print(head)
-    print('|' + '---|' * (1 + len(losses)))
-    for k in sorted(rows):
-        cells = []
-        for l in losses:
-            s, r = rows[k][l]
-            cells.append('%.0f s, **%.1f** (%.1f / %.1f)' % (s, r['rsum'], r['i2t']['r1'], r['t2i']['r1']))
-        print('| %d | %s |' % (k, ' | '.join(cells)))
+                row(loss, k, spent, _evaluate(data, run, tmp / 'e.json', a.threads))
     print('\n%s, %d threads, torch %s; 1,000 test images, 5,000 captions; chance rsum is about 3.'
           % (cpu_name(), a.threads, __import__('torch').__version__))
     return 0
