@@ -12,7 +12,8 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from .checkpoint import PACKAGE_PARENT_HINT, load_tower, resolve_checkpoint_path
+from .checkpoint import load_tower
+from .checkpoint_files import DEFAULT_SEARCH_DIRS, resolve_checkpoint_path
 from .inference import PRECISIONS, InferenceTower, check_device
 from .preprocess import (DEFAULT_RESIZE, check_feature_batch, check_image_batch, check_resize,
                          normalize_channel_axis, transform_batch)
@@ -21,8 +22,6 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 
-#: Where relative model paths are looked up after the working directory.
-DEFAULT_SEARCH_DIRS = (PACKAGE_PARENT_HINT,)
 
 
 def check_precision(precision: str) -> str:

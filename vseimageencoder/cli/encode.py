@@ -110,7 +110,7 @@ def add_parser(sub):
 
 def run(args) -> int:
     progress = progress_enabled(args)
-    from ..checkpoint import CheckpointError
+    from ..checkpoint_files import CheckpointError
 
     if args.batch_size < 1:
         logger.error('--batch-size must be at least 1, got %d', args.batch_size)

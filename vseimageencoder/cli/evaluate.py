@@ -66,7 +66,7 @@ def _write_atomically(path: Path, write) -> None:
 
 
 def run(args) -> int:
-    from ..checkpoint import CheckpointError
+    from ..checkpoint_files import CheckpointError
     from ..vocab import VocabularyError
     from ..training.data import DataError
 

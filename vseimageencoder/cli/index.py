@@ -42,7 +42,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..checkpoint import CheckpointError
+    from ..checkpoint_files import CheckpointError
     from ..index import (IndexFileError, IndexFormatError, IndexLockedError, ProvenanceMismatchError,
                          escape, update_index)
     from ..vocab import VocabularyError

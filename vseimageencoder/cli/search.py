@@ -71,7 +71,7 @@ def _check_provenance(target, prov, checkpoint):
 
 
 def run(args) -> int:
-    from ..checkpoint import CheckpointError, resolve_checkpoint_path
+    from ..checkpoint_files import CheckpointError, resolve_checkpoint_path
     from ..encoders import DEFAULT_SEARCH_DIRS
     from ..index import (IndexFileError, IndexFormatError, NoApproximateIndexError, ProvenanceMismatchError,
                          escape)

@@ -45,7 +45,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..checkpoint import CheckpointError
+    from ..checkpoint_files import CheckpointError
     from ..vocab import VocabularyError
 
     if not 0 <= args.port <= 65535:

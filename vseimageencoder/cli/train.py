@@ -72,7 +72,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..checkpoint import CheckpointError
+    from ..checkpoint_files import CheckpointError
     from ..training.data import DataError
     from ..training.loop import Interrupted, TrainingError, default_options, train
     from ..vocab import VocabularyError

@@ -205,8 +205,7 @@ def update_index(directory: PathLike, paths: Sequence[PathLike] = (), model_path
 def _resolve_model(w: Writer, model_path, precision, resize, rebuild):
     """``(checkpoint, precision, resize, recorded, sha256)``, refusing a mismatch before any
     load."""
-    from ..checkpoint import resolve_checkpoint_path
-    from ..encoders import DEFAULT_SEARCH_DIRS
+    from ..checkpoint_files import DEFAULT_SEARCH_DIRS, resolve_checkpoint_path
     from ..preprocess import DEFAULT_RESIZE, check_resize
     from ..weights import sha256_of
     from .names import unescape
