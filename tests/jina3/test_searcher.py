@@ -94,7 +94,7 @@ def test_deployment_two_shards_two_replicas_equals_one_shard(release, tmp_path):
     d = Deployment(uses=SEARCHER_YML, shards=2, replicas=2, uses_after=MERGER_YML, protocol='grpc',
                    host='127.0.0.1', timeout_ctrl=5,
                    uses_with={'index_dir': str(tmp_path / 'sharded'), 'model_path': str(release.checkpoint)})
-    with started(d, exit_within=120):
+    with started(d):
         d.post('/index', docs_of(rows), request_size=5, return_type=DocList[SearchDoc])
         out = d.post('/search', DocList[SearchDoc]([SearchDoc(embedding=q) for q in queries]),
                      parameters={'k': 7}, return_type=DocList[SearchDoc])
@@ -133,8 +133,7 @@ def test_flow_of_both_encoders_then_searcher(release, pixels, tmp_path):
             .add(name='search', uses=SEARCHER_YML,
                  uses_with=dict(with_model, index_dir=str(tmp_path / 'flow'))))
     images = DocList[CrossModalDoc]([CrossModalDoc(tensor=p, url='img-%d.png' % i) for i, p in enumerate(pixels)])
-    # Five processes with models end one after another: allow for a loaded machine.
-    with started(flow, exit_within=120) as f:
+    with started(flow) as f:
         f.post('/index', images, return_type=DocList[CrossModalDoc])
         out = f.post('/search', DocList[CrossModalDoc]([CrossModalDoc(text=c) for c in CAPTIONS[:3]] +
                                                       [CrossModalDoc(tensor=pixels[3])]),
