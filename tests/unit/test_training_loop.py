@@ -168,3 +168,25 @@ def test_init_from_keeps_the_vocabulary(shapes, tmp_path, trained):
                       vocab_threshold=1, data_name='mine_precomp'))
     assert dict(read_vocabulary(res['vocab']).word2idx) == dict(read_vocabulary(result['vocab']).word2idx)
     assert Path(res['vocab']).name == 'mine_precomp_vocab.pkl'
+
+
+def test_backbone_weights_are_walked_before_torch_reads_them(tmp_path):
+    """--backbone-weights gets the checkpoints' pre-check: a pickle nested 300,000 deep (which
+    crashes the unpickler) is a named TrainingError, and a real state dict still loads."""
+    import torchvision
+
+    from vseimageencoder.training.loop import _load_backbone_weights
+
+    deep = tmp_path / 'deep.pth'
+    deep.write_bytes(b'\x80\x02}N' + b'\x85' * 300000 + b'K\x01s.')
+    backbone = torchvision.models.resnet18()
+    backbone.fc = torch.nn.Identity()
+    with pytest.raises(TrainingError) as e:
+        _load_backbone_weights(backbone, deep)
+    assert str(deep) in str(e.value) and 'nest deeper' in str(e.value)
+
+    source = torchvision.models.resnet18()
+    good = tmp_path / 'r18.pth'
+    torch.save(source.state_dict(), str(good))
+    _load_backbone_weights(backbone, good)
+    assert torch.equal(backbone.conv1.weight, source.conv1.weight)

@@ -170,7 +170,12 @@ def fresh_towers(o: argparse.Namespace, vocab_size: int, img_dim: int) -> Tuple[
 def _load_backbone_weights(backbone: nn.Module, path) -> None:
     """A torchvision classifier's state dict (e.g. ImageNet weights) into the cut backbone;
     the dropped last layer's weights are ignored, anything else missing is an error."""
+    from ..checkpoint import precheck_checkpoint
+
     try:
+        # Walked before torch reads it, as every checkpoint is: a deep or oversized pickle
+        # must be refused, not crash the process.
+        precheck_checkpoint(path)
         sd = torch.load(str(path), map_location='cpu', weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable or unsafe file is the user's fault
         raise TrainingError('--backbone-weights %s is not a readable torch state dict (%s)'
