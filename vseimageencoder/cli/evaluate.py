@@ -1,10 +1,9 @@
 """``vseimageencoder evaluate``: VSE++'s retrieval protocol (R@K, medr, meanr, rsum) on a split."""
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from ..atomic import write_atomically
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, logger, progress_enabled, progress_flags
 
 
@@ -49,20 +48,6 @@ def add_parser(sub):
     e.add_argument('--ranks', metavar='FILE.npz',
                    help="save every query's 0-based rank (arrays i2t (N,) and t2i (5N,))")
     progress_flags(e)
-
-
-def _write_atomically(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + path.name + '.', suffix='.part', dir=str(path.parent))
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, str(path))
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def run(args) -> int:
@@ -138,11 +123,11 @@ def evaluate_model(args) -> dict:
     if args.output:
         doc = {k: result[k] for k in ('i2t', 't2i', 'rsum', 'images', 'captions', 'folds', 'model')}
         doc.update(split=args.split, checkpoint=result['checkpoint'])
-        _write_atomically(Path(args.output),
+        write_atomically(Path(args.output),
                           lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=2) + '\n', encoding='utf-8'))
     if args.ranks:
         def write_npz(tmp):
             with open(tmp, 'wb') as f:
                 np.savez(f, i2t=ranks['i2t'], t2i=ranks['t2i'], folds=np.int64(result['folds']))
-        _write_atomically(Path(args.ranks), write_npz)
+        write_atomically(Path(args.ranks), write_npz)
     return result

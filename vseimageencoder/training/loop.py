@@ -18,18 +18,17 @@ name and renamed: an interrupted save leaves the previous file whole.
 import argparse
 import logging
 import math
-import os
 import signal
-import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import write_atomically
 from ..checkpoint import (CheckpointError, load_text_tower, load_tower, read_checkpoint,
                           resolve_checkpoint_path, stored_options)
 from ..model import VSEImageTower, build_backbone, l2_normalize
@@ -82,17 +81,7 @@ def default_options(**overrides) -> argparse.Namespace:
 
 def save_atomically(obj, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + path.name + '.', suffix='.part', dir=str(path.parent))
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, str(path))
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomically(path, lambda tmp: torch.save(obj, tmp))
 
 
 def release_image_keys(sd: Dict[str, torch.Tensor], cnn_type: Optional[str]) -> Dict[str, torch.Tensor]:

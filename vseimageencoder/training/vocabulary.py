@@ -2,11 +2,11 @@
 the release's file form (what :func:`vseimageencoder.vocab.read_vocabulary` reads)."""
 import os
 import pickle
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Union
 
+from ..atomic import write_atomically
 from ..vocab import SPECIAL_TOKENS, Vocabulary, tokenize
 
 #: VSE++ kept the words seen at least this many times in the training captions.
@@ -51,16 +51,5 @@ def vocabulary_pickle(vocab: Vocabulary) -> bytes:
 
 def write_vocabulary(vocab: Vocabulary, path: Union[str, os.PathLike]) -> Path:
     """Write ``vocab`` to ``path`` atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + path.name + '.', suffix='.part', dir=str(path.parent))
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(vocabulary_pickle(vocab))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, str(path))
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    data = vocabulary_pickle(vocab)
+    return write_atomically(path, lambda tmp: Path(tmp).write_bytes(data))
