@@ -5,7 +5,6 @@ ImageEncoder, TextEncoder, the jina 0.9 image and text executors in a real Flow,
 (tests.vsepp_release: a torchvision ResNet filled by hand, the GRU step by step)."""
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 import torch
 
 from tests.integration.fresh_process import run_in_fresh_process
+from tests.shapes import generate
 from tests.vsepp_release import cut_as_vsepp, reference_embed, reference_text_embeds
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -22,11 +22,6 @@ CAPTIONS = ['a red circle in the top left', 'a small blue square', 'two shapes :
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
-    sys.path.insert(0, str(REPO / 'examples'))
-    try:
-        from shapes_dataset import generate
-    finally:
-        sys.path.remove(str(REPO / 'examples'))
     from vseimageencoder.training.loop import default_options, train
 
     root = tmp_path_factory.mktemp('trained_images')

@@ -1,26 +1,19 @@
 """The jina 3 Executors serve a model that `train` wrote (resnet18, a few steps on tiny
 images): the same embeddings as the core encoders and as the file's tensors computed by hand."""
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from docarray import DocList
 
+from tests.shapes import generate
 from tests.vsepp_release import cut_as_vsepp, reference_embed, reference_text_embeds
 
-REPO = Path(__file__).resolve().parent.parent.parent
 CAPTIONS = ['a red circle in the top left', 'two shapes : a green one and a red one']
 
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
-    sys.path.insert(0, str(REPO / 'examples'))
-    try:
-        from shapes_dataset import generate
-    finally:
-        sys.path.remove(str(REPO / 'examples'))
     from vseimageencoder.training.loop import default_options, train
 
     root = tmp_path_factory.mktemp('trained_j3')

@@ -1,24 +1,16 @@
 """``vseimageencoder evaluate`` end to end on a precomputed-feature model written by ``train``,
 and bad data named (missing images, wrong caption counts, empty splits, wrong kind)."""
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.shapes import generate
 from vseimageencoder.cli import main
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope='module')
 def model_and_data(tmp_path_factory):
-    sys.path.insert(0, str(REPO / 'examples'))
-    try:
-        from shapes_dataset import generate
-    finally:
-        sys.path.remove(str(REPO / 'examples'))
     from vseimageencoder.training.loop import default_options, train
 
     root = tmp_path_factory.mktemp('evalcli')

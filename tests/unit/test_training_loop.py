@@ -5,13 +5,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tests.shapes import generate
 from vseimageencoder.training.loop import TrainingError, default_options, train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,11 +21,6 @@ SMALL = dict(embed_size=64, word_dim=32, batch_size=50, lr=2e-3, log_step=5, val
 
 @pytest.fixture(scope='module')
 def shapes(tmp_path_factory):
-    sys.path.insert(0, str(REPO / 'examples'))
-    try:
-        from shapes_dataset import generate
-    finally:
-        sys.path.remove(str(REPO / 'examples'))
     out = tmp_path_factory.mktemp('shapes')
     return generate(out, {'train': 400, 'dev': 80, 'test': 80}, size=32, img_dim=128, seed=1)
 
