@@ -193,7 +193,9 @@ def test_readers_keep_input_order_and_skip_bad_files(tmp_path, small_release):
         assert (out.parent / 'e.files.txt').read_text().splitlines()[1:] == expected
         runs[readers] = np.load(str(out))
     assert runs[0].shape == (len(expected), 1024)
-    np.testing.assert_array_equal(runs[3], runs[0])
+    # Same rows in the same order; not bit for bit: lanes batch differently after a skipped
+    # file and run the tower on fewer threads, which may round the last bits differently.
+    np.testing.assert_allclose(runs[3], runs[0], rtol=0, atol=1e-5)
 
 
 def test_resize_modes_on_large_photos(tmp_path, small_release):
