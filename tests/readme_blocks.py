@@ -27,7 +27,7 @@ DOCS = [REPO / 'README.md'] + sorted((REPO / 'docs').glob('*.md'))
 #: Pages every command block of which must say whether it runs (other helpers' pages opt in).
 MARKED_PAGES = ['README.md', 'docs/cli.md', 'docs/python.md', 'docs/jina09.md', 'docs/jina3.md',
                 'docs/containers.md', 'docs/development.md', 'docs/checkpoints-and-safety.md',
-                'docs/speed.md']
+                'docs/speed.md', 'docs/index.md', 'docs/serve.md', 'docs/training.md']
 CODE_LANGS = {'', 'python', 'py', 'bash', 'sh', 'shell', 'console'}
 RUN_KINDS = {'python', 'shell', 'python-jina3', 'shell-jina3'}
 _MARK = re.compile(r'^<!--\s*(run|not run)\s*:\s*(.*?)\s*-->\s*$')
