@@ -47,3 +47,15 @@ class Progress:
             sys.stderr.write('\n')
 
 
+
+
+def bad_reading_args(args) -> bool:
+    """Log and return True when ``--batch-size`` or ``--readers`` (commands that read images)
+    is out of range, so the command exits 2 before anything is loaded."""
+    if args.batch_size < 1:
+        logger.error('--batch-size must be at least 1, got %d', args.batch_size)
+        return True
+    if getattr(args, 'readers', None) is not None and args.readers < 0:
+        logger.error('--readers must be 0 (read on the main thread) or more, got %d', args.readers)
+        return True
+    return False

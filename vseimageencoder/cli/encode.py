@@ -8,8 +8,8 @@ and a header tying the list to its rows), the embedding loop is
 from pathlib import Path
 from typing import List, Optional
 
-from .common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED, Progress, logger,
-                     progress_enabled, progress_flags)
+from .common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED, Progress,
+                     bad_reading_args, logger, progress_enabled, progress_flags)
 
 
 def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int = 32,
@@ -112,11 +112,7 @@ def run(args) -> int:
     progress = progress_enabled(args)
     from ..checkpoint_files import CheckpointError
 
-    if args.batch_size < 1:
-        logger.error('--batch-size must be at least 1, got %d', args.batch_size)
-        return EXIT_ERROR
-    if args.readers is not None and args.readers < 0:
-        logger.error('--readers must be 0 (read on the main thread) or more, got %d', args.readers)
+    if bad_reading_args(args):
         return EXIT_ERROR
     try:
         from ..preprocess import expand_paths

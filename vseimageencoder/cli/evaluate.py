@@ -4,7 +4,8 @@ import sys
 from pathlib import Path
 
 from ..atomic import write_atomically
-from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, logger, progress_enabled, progress_flags
+from .common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, bad_reading_args, logger, progress_enabled,
+                     progress_flags)
 
 
 def add_data_flags(p, split_help=True):
@@ -55,8 +56,7 @@ def run(args) -> int:
     from ..vocab import VocabularyError
     from ..training.data import DataError
 
-    if args.batch_size < 1:
-        logger.error('--batch-size must be at least 1, got %d', args.batch_size)
+    if bad_reading_args(args):
         return EXIT_ERROR
     if args.karpathy and not args.images:
         logger.error('--karpathy needs --images ROOT, the folder its images are in')

@@ -2,8 +2,8 @@
 import json
 import sys
 
-from .common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED, Progress, logger,
-                     progress_enabled, progress_flags)
+from .common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED, Progress,
+                     bad_reading_args, logger, progress_enabled, progress_flags)
 
 
 def add_parser(sub):
@@ -47,11 +47,7 @@ def run(args) -> int:
                          escape, update_index)
     from ..vocab import VocabularyError
 
-    if args.batch_size < 1:
-        logger.error('--batch-size must be at least 1, got %d', args.batch_size)
-        return EXIT_ERROR
-    if args.readers is not None and args.readers < 0:
-        logger.error('--readers must be 0 (read on the main thread) or more, got %d', args.readers)
+    if bad_reading_args(args):
         return EXIT_ERROR
     if bool(args.paths) == bool(args.from_npy):
         logger.error('give image files or folders (PATH...) or --from EMB.npy, one of the two')
