@@ -277,12 +277,17 @@ class Trainer:
             raise TrainingError('--epochs must be 0 or more, got %r' % o.epochs)
         if o.karpathy and not o.images:
             raise TrainingError('--karpathy needs --images ROOT, the folder its images are in')
-        if o.precision not in ('fp32', 'bf16', 'fp16', 'auto'):
-            raise TrainingError('--precision %r is not one of fp32, bf16, fp16, auto' % o.precision)
+        from ..inference import (DTYPES, PRECISIONS, DeviceUnavailableError, check_device,
+                                 resolve_precision)
+        if o.precision not in PRECISIONS:
+            raise TrainingError('--precision %r is not one of %s' % (o.precision, ', '.join(PRECISIONS)))
         self.o = o
         self.out = Path(o.out)
-        self.device = torch.device(o.device)
-        from ..inference import DTYPES, resolve_precision
+        try:
+            # The device check every front end shares: one line, not a traceback from torch.
+            self.device = check_device(o.device)
+        except DeviceUnavailableError as e:
+            raise TrainingError(str(e)) from None
         self.precision = resolve_precision(o.precision, self.device)
         self.autocast_dtype = None if self.precision == 'fp32' else DTYPES[self.precision]
         self.history: List[dict] = []
