@@ -201,9 +201,14 @@ def to_rgb(img):
     return img.convert('RGB') if img.mode != 'RGB' else img
 
 
-def read_image(path):
-    """Open and decode an image file as upright RGB; :class:`ImageReadError` names the file."""
-    return _read(path, None)[0]
+def read_image(path, min_short=None):
+    """Open and decode an image file as upright RGB; :class:`ImageReadError` names the file.
+
+    With ``min_short`` (pixels), a JPEG is decoded at the smallest DCT scale that keeps its
+    short side at least that long (thumbnails need no full 12 MP decode); other formats, and
+    ``None``, decode in full.
+    """
+    return _read(path, min_short)[0]
 
 
 def _read(path, min_short):

@@ -32,9 +32,9 @@ def render_jpeg(path: Path, size: int, quality: int = 85) -> bytes:
     """
     from PIL import Image
 
-    from ..preprocess import _read
+    from ..preprocess import read_image
 
-    img = _read(path, size)[0]
+    img = read_image(path, min_short=size)
     img.thumbnail((size, size), Image.BICUBIC)
     buf = io.BytesIO()
     img.save(buf, 'JPEG', quality=quality, optimize=False)
