@@ -88,7 +88,12 @@ class ImageEncoder:
             return np.zeros((0, self.embed_size), dtype=np.float32)
         if batch.dtype == np.uint8:
             batch = transform_batch(batch, channel_axis=1, resize=self.resize)
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        if not x.flags.writeable:
+            # A read-only array (a memory map opened 'r', a frozen array) would make torch warn
+            # that writes are undefined; one copy of the batch is cheap next to the tower.
+            x = x.copy()
+        x = torch.from_numpy(x)
         try:
             out = self.model(x)
         except RuntimeError as e:

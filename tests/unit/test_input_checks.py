@@ -55,3 +55,18 @@ def test_encoder_refuses_nan_before_the_tower(small_release):
         enc.encode(batch)
     with pytest.raises(ValueError, match='between the spatial axes'):
         ImageEncoder(str(small_release[0]), channel_axis=2)
+
+
+def test_read_only_memory_map_encodes_without_warning(small_release, tmp_path):
+    import warnings
+    from vseimageencoder.encoders import ImageEncoder
+    enc = ImageEncoder(str(small_release[0]))
+    batch = np.random.RandomState(0).rand(2, 3, 32, 32).astype(np.float32)
+    np.save(str(tmp_path / 'b.npy'), batch)
+    mapped = np.load(str(tmp_path / 'b.npy'), mmap_mode='r')
+    assert not mapped.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # torch's "not writable" UserWarning would fail here
+        got = enc.encode(mapped)
+    np.testing.assert_allclose(got, enc.encode(batch), atol=1e-6)
+    np.testing.assert_array_equal(np.load(str(tmp_path / 'b.npy')), batch)  # left as it was
