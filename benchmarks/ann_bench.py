@@ -82,18 +82,16 @@ class Mixture:
 
 
 def write_pair(path, mix, n, rng, prefix):
-    rows = np.lib.format.open_memmap(str(path), mode='w+', dtype=np.float32, shape=(n, mix.dim))
+    """``path`` (.npy) and its checked file list, as ``encode`` writes them (PairWriter)."""
+    from vseimageencoder.index.pair import PairWriter
+    writer = PairWriter(path, mix.dim)
     chunk = 50000
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
-        rows[start:start + m] = mix.sample(m, rng)
+        writer.write(mix.sample(m, rng), ['synthetic/%s%07d.jpg' % (prefix, i) for i in range(start, start + m)])
         if start // chunk % 5 == 0:
             say('writing %s: %d / %d rows' % (path.name, start + m, n))
-    rows.flush()
-    del rows
-    with open(str(path)[:-4] + '.files.txt', 'w') as f:
-        for i in range(n):
-            f.write('synthetic/%s%07d.jpg\n' % (prefix, i))
+    writer.commit()
 
 
 def run_index(tmp, npy, ckpt, index_dir):
