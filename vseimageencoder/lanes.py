@@ -15,6 +15,10 @@ from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
+#: Batches in flight per lane: with 2, a lane that finishes its batch before the one ahead of
+#: it is written takes the next instead of waiting for the writer.
+AHEAD_PER_LANE = 2
+
 
 def chunk_size(n: int, batch_size: int, lanes: int) -> int:
     """Images per lane batch: at most ``batch_size``, and as many batches as makes every lane
@@ -77,7 +81,7 @@ def embed_in_lanes(model, paths: Sequence, load: Callable, write: Callable, batc
         return rows, positions, errors
 
     done = skipped = 0
-    with threads_set(torch_threads), read_in_order(chunks, run, lanes, lanes) as results:
+    with threads_set(torch_threads), read_in_order(chunks, run, lanes, AHEAD_PER_LANE * lanes) as results:
         for chunk, (rows, positions, errors) in results:
             for pos, err in errors:
                 skipped += 1
