@@ -114,3 +114,30 @@ def test_precomputed_counts_and_kinds_are_named(tmp_path, run_cli, model_and_dat
     (d / 'test_caps.txt').write_text('a red circle\n' * 10)
     status, err = run_cli('--precomp', str(d), '--model-path', str(model_and_data[0]))
     assert status == 2 and '10-d features' in err and 'expects 64-d' in err
+
+
+@pytest.mark.parametrize('readers', [None, 0, 2])
+def test_images_encoded_in_order_and_an_unreadable_one_named(tmp_path, readers):
+    from PIL import Image
+    from vseimageencoder.preprocess import transform
+    from vseimageencoder.training.data import DataError
+    from vseimageencoder.training.evaluation import encode_image_files
+
+    def tower(x):  # a real (tiny) torch model: channel means, then L2-normalised
+        import torch
+        return torch.nn.functional.normalize(x.mean(dim=(2, 3)), dim=1)
+
+    rng = np.random.RandomState(4)
+    paths = []
+    for i in range(5):
+        p = tmp_path / ('%d.png' % i)
+        Image.fromarray((rng.rand(30 + i, 40, 3) * 255).astype(np.uint8)).save(str(p))
+        paths.append(p)
+    got = encode_image_files(tower, paths, batch_size=2, readers=readers)
+    want = np.stack([transform(str(p)).mean(axis=(1, 2)) for p in paths])
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+    (tmp_path / '3.png').write_bytes(b'\x89PNG\r\n\x1a\n not really')
+    with pytest.raises(DataError, match=r'image .*3\.png cannot be evaluated'):
+        encode_image_files(tower, paths, batch_size=2, readers=readers)

@@ -1,11 +1,10 @@
 """Encoding a split with the package's encoders and scoring it by VSE++'s protocol.
 
-The same paths users get: images go through the evaluation transform
-(:func:`vseimageencoder.preprocess.transform`) on reader threads, then the tower in batches;
+The same paths users get: images go through ``encode``'s batch embedding (the evaluation
+transform and the tower in lanes, :mod:`vseimageencoder.batch_embed`);
 captions through the vocabulary's tokenisation and the text tower. The ranking is
 :mod:`.metrics`.
 """
-import functools
 import logging
 import time
 from typing import Callable, Optional, Sequence
@@ -24,37 +23,27 @@ def encode_image_files(model: Callable, paths: Sequence, batch_size: int = 32,
     """float32 ``(len(paths), embed_size)``: ``model`` (float32 ``(B, 3, 224, 224)`` tensor ->
     ``(B, embed_size)`` tensor) applied to the transformed images, in order.
 
-    Unlike ``encode`` (which skips unreadable files), evaluation needs every image: an
-    unreadable one is a :class:`DataError` naming it.
+    The images go through :func:`vseimageencoder.batch_embed.embed_files`, as ``encode``'s
+    do (``readers``: None for one lane per core, 0 to read on this thread). Unlike ``encode``
+    (which skips unreadable files), evaluation needs every image: an unreadable one is a
+    :class:`DataError` naming it, and the run stops there.
     """
-    import torch
+    from ..batch_embed import embed_files
 
-    from ..preprocess import CHANNELS, CROP, DEFAULT_RESIZE, ImageReadError, check_resize, transform
-    from ..reader import default_readers, read_in_order
+    paths = list(paths)
+    out = []
 
-    resize = check_resize(resize or DEFAULT_RESIZE)
-    readers = default_readers() if readers is None else readers
-    out, batch = [], np.empty((batch_size, CHANNELS, CROP, CROP), np.float32)
-    filled = 0
+    def write(rows, positions):
+        out.append(np.asarray(rows, dtype=np.float32))
 
-    def flush():
-        nonlocal filled
-        if filled:
-            out.append(np.asarray(model(torch.from_numpy(batch[:filled])), dtype=np.float32))
-            filled = 0
+    def unreadable(pos, err):
+        raise DataError('image %s cannot be evaluated: %s' % (paths[pos], getattr(err, 'reason', err)))
 
-    load = functools.partial(transform, resize=resize)
-    with read_in_order(list(paths), load, readers, batch_size + readers, (ImageReadError,)) as images:
-        for i, (p, x) in enumerate(images):
-            if isinstance(x, ImageReadError):
-                raise DataError('image %s cannot be evaluated: %s' % (p, x.reason))
-            batch[filled] = x
-            filled += 1
-            if filled == batch_size:
-                flush()
-                if progress:
-                    progress(i + 1)
-        flush()
+    def report(done, skipped):
+        if progress:
+            progress(done)
+
+    embed_files(model, paths, write, batch_size, resize, readers, unreadable, report)
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 

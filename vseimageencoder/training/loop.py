@@ -467,7 +467,9 @@ class Trainer:
         try:
             with torch.no_grad():
                 def image_model(x):
-                    with self._autocast():
+                    # no_grad again here: the image batches run on lane threads, and
+                    # grad mode is per thread.
+                    with torch.no_grad(), self._autocast():
                         return self.image(x.to(self.device)).float().cpu()
 
                 def caption_model(caps):
