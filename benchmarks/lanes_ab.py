@@ -1,0 +1,125 @@
+"""Paired A/B checks behind the lanes' settings (docs/speed.md, "Photos end to end").
+
+    .venv/bin/python benchmarks/lanes_ab.py cores             # do two busy processes add up to 2x one?
+    .venv/bin/python benchmarks/lanes_ab.py ahead 12MP 1MP    # 1 or 2 batches in flight per lane
+    .venv/bin/python benchmarks/lanes_ab.py serial 12MP 1MP   # towers free, or one at a time
+
+On a VM whose speed drifts with the host's other guests, single runs swing by 2x, so each
+check alternates its two settings run after run (A B, B A, ...) and reports the median of the
+paired ratios B / A. ``ahead`` and ``serial`` run ``encode``'s own ``write_embeddings`` on 24
+generated JPEGs per set (ResNet-152 random weights, ``precision='auto'``, batch 8). ``cores``
+times a Python loop, an fp32 and a bf16 2048x2048 matrix product (one torch thread) in one
+process, then in two processes at once, and prints the throughput of two over one.
+"""
+import argparse
+import multiprocessing as mp
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _work(kind, q):
+    t = time.perf_counter()
+    if kind == 'python loop':
+        s = 0
+        for i in range(20000000):
+            s += i
+    else:
+        import torch
+        torch.set_num_threads(1)
+        dtype = torch.float32 if kind == 'fp32 matmul' else torch.bfloat16
+        a = torch.randn(2048, 2048, dtype=dtype)
+        a @ a
+        t = time.perf_counter()
+        for _ in range(20 if dtype == torch.float32 else 60):
+            a @ a
+    q.put(time.perf_counter() - t)
+
+
+def _at_once(kind, n):
+    q = mp.get_context('spawn').Queue()
+    procs = [mp.get_context('spawn').Process(target=_work, args=(kind, q)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    took = max(q.get() for _ in procs)
+    for p in procs:
+        p.join()
+    return took
+
+
+def cores(rounds):
+    for r in range(rounds):
+        for kind in ('python loop', 'fp32 matmul', 'bf16 matmul'):
+            one, two = _at_once(kind, 1), _at_once(kind, 2)
+            print('| %d | %s | %.2f s | %.2f s | %.2fx |' % (r + 1, kind, one, two, 2 * one / two), flush=True)
+
+
+def paired(check, sets, runs):
+    import logging
+
+    from benchmarks.input_pipeline import SETS, _write_photos
+    from tests.vsepp_release import write_release_checkpoint
+    from vseimageencoder import lanes
+    from vseimageencoder.checkpoint import load_tower
+    from vseimageencoder.cli.encode import write_embeddings
+    from vseimageencoder.inference import InferenceTower
+
+    logging.getLogger('vseimageencoder').setLevel(logging.ERROR)
+    tmp = Path(tempfile.mkdtemp(prefix='lanes_ab.'))
+    ckpt = tmp / 'model_best.pth.tar'
+    write_release_checkpoint(ckpt, 'resnet152', legacy=True, seed=1, text=False)
+    tower, _ = load_tower(str(ckpt))
+    model = InferenceTower(tower, 'auto')
+    lock = threading.Lock()
+
+    def one_at_a_time(x):
+        with lock:
+            return model(x)
+
+    settings = {'ahead': (('1 per lane', model, 1), ('2 per lane', model, 2)),
+                'serial': (('towers free', model, lanes.AHEAD_PER_LANE),
+                           ('one tower at a time', one_at_a_time, lanes.AHEAD_PER_LANE))}[check]
+    default_ahead = lanes.AHEAD_PER_LANE
+    for name in sets:
+        paths = _write_photos(tmp / name, 24, SETS[name])
+        rates = {s[0]: [] for s in settings}
+        for r in range(runs):
+            for label, m, ahead in (settings if r % 2 == 0 else settings[::-1]):
+                lanes.AHEAD_PER_LANE = ahead
+                t = time.perf_counter()
+                write_embeddings(m, model.embed_size, paths, tmp / 'out.npy', 8, False, 'fast', None)
+                rates[label].append(len(paths) / (time.perf_counter() - t))
+        lanes.AHEAD_PER_LANE = default_ahead
+        a, b = (rates[s[0]] for s in settings)
+        print('| %s | %s | %s | %.3f |' % (name, ' '.join('%.1f' % x for x in a), ' '.join('%.1f' % x for x in b),
+                                            float(np.median([y / x for x, y in zip(a, b)]))), flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('check', choices=('cores', 'ahead', 'serial'))
+    ap.add_argument('sets', nargs='*', default=['12MP', '1MP'])
+    ap.add_argument('--runs', type=int, default=6, help='runs of each setting, alternating (default: 6)')
+    args = ap.parse_args()
+    from benchmarks.ann_bench import cpu_name
+    print('Machine: %s, 2 cores. Date: %s UTC.' % (cpu_name(), time.strftime('%Y-%m-%d %H:%M', time.gmtime())))
+    print()
+    if args.check == 'cores':
+        print('| round | work | 1 process | 2 processes at once | throughput, 2 over 1 |')
+        print('|---|---|---|---|---|')
+        cores(max(1, args.runs // 3))
+    else:
+        a, b = {'ahead': ('1 per lane', '2 per lane'), 'serial': ('towers free', 'one tower at a time')}[args.check]
+        print('| photos | %s img/s | %s img/s | median of paired ratios, %s / %s |' % (a, b, b, a))
+        print('|---|---|---|---|')
+        paired(args.check, args.sets, args.runs)
+
+
+if __name__ == '__main__':
+    main()
