@@ -450,3 +450,27 @@ def test_failed_download_removes_only_folders_it_created(tmp_path):
             weights.download(NAME, url, existing, vocab=False)
     assert not (tmp_path / 'a').exists()
     assert existing.is_dir() and os.listdir(str(existing)) == []
+
+
+def test_sha256_is_read_once_and_follows_every_change(tmp_path, monkeypatch):
+    import hashlib
+    import os
+    from vseimageencoder import weights
+    p = tmp_path / 'model_best.pth.tar'
+    p.write_bytes(b'a' * 5000)
+    assert weights.sha256_of(p) == hashlib.sha256(b'a' * 5000).hexdigest()
+    reads = []
+    real = hashlib.sha256
+    monkeypatch.setattr(weights.hashlib, 'sha256', lambda *a: reads.append(1) or real(*a))
+    assert weights.sha256_of(str(p)) == real(b'a' * 5000).hexdigest()
+    assert reads == []  # the same file, unchanged: remembered, not read again
+    # Same size, new content, even with the old modification time put back: a new digest.
+    st = os.stat(str(p))
+    p.write_bytes(b'b' * 5000)
+    os.utime(str(p), ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert weights.sha256_of(p) == real(b'b' * 5000).hexdigest() and reads == [1]
+    # Replaced by another file under the same name (a new inode): a new digest.
+    q = tmp_path / 'other'
+    q.write_bytes(b'c' * 5000)
+    os.replace(str(q), str(p))
+    assert weights.sha256_of(p) == real(b'c' * 5000).hexdigest() and reads == [1, 1]
