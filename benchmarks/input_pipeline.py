@@ -107,23 +107,24 @@ def _write_photos(folder: Path, n: int, size, distinct: int = 8):
 
 # ----------------------------------------------------------------------------- the bound
 
-def _decode_seconds(paths):
-    """Core-seconds per image of the reduced decode alone (as resize='fast' decodes)."""
+def _decode_one(path):
+    """The reduced decode of one JPEG, as resize='fast' decodes (PIL's draft, DCT scaling)."""
     from PIL import Image
 
     from vseimageencoder import preprocess as pp
+    with Image.open(str(path)) as img:
+        img.draft('RGB', (pp.RESIZE * pp.FAST_MARGIN,) * 2)
+        img.load()
 
-    def one(p):
-        with Image.open(str(p)) as img:
-            img.draft('RGB', (pp.RESIZE * pp.FAST_MARGIN,) * 2)
-            img.load()
 
+def _decode_seconds(paths):
+    """Core-seconds per image of the reduced decode alone (as resize='fast' decodes)."""
     best = []
     for p in paths:
         times = []
         for _ in range(2):
             t = time.perf_counter()
-            one(p)
+            _decode_one(p)
             times.append(time.perf_counter() - t)
         best.append(min(times))
     return float(np.mean(best))
@@ -160,15 +161,6 @@ def _tower_seconds(model, batch_size, cores, batches=3):
                 model(x)
             out[threads] = (time.perf_counter() - t) / (batches * batch_size) * threads
     return min(out.values()), out
-
-
-def _decode_one(path):
-    from PIL import Image
-
-    from vseimageencoder import preprocess as pp
-    with Image.open(str(path)) as img:
-        img.draft('RGB', (pp.RESIZE * pp.FAST_MARGIN,) * 2)
-        img.load()
 
 
 def _busy_seconds(model, paths, batch_size, cores, batches=2):

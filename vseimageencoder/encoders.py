@@ -23,7 +23,6 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 
 
-
 def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise ValueError('precision=%r is not one of %s' % (precision, ', '.join(PRECISIONS)))

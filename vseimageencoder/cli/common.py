@@ -47,8 +47,6 @@ class Progress:
             sys.stderr.write('\n')
 
 
-
-
 def bad_reading_args(args) -> bool:
     """Log and return True when ``--batch-size`` or ``--readers`` (commands that read images)
     is out of range, so the command exits 2 before anything is loaded."""

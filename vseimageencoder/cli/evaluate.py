@@ -124,7 +124,7 @@ def evaluate_model(args) -> dict:
         doc = {k: result[k] for k in ('i2t', 't2i', 'rsum', 'images', 'captions', 'folds', 'model')}
         doc.update(split=args.split, checkpoint=result['checkpoint'])
         write_atomically(Path(args.output),
-                          lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=2) + '\n', encoding='utf-8'))
+                         lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=2) + '\n', encoding='utf-8'))
     if args.ranks:
         def write_npz(tmp):
             with open(tmp, 'wb') as f:

@@ -71,8 +71,7 @@ def _check_provenance(target, prov, checkpoint):
 
 
 def run(args) -> int:
-    from ..checkpoint_files import CheckpointError, resolve_checkpoint_path
-    from ..encoders import DEFAULT_SEARCH_DIRS
+    from ..checkpoint_files import DEFAULT_SEARCH_DIRS, CheckpointError, resolve_checkpoint_path
     from ..index import (IndexFileError, IndexFormatError, NoApproximateIndexError, ProvenanceMismatchError,
                          escape)
     from ..search import format_hit, format_hits, top_k

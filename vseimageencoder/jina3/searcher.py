@@ -27,7 +27,7 @@ import numpy as np
 from docarray import BaseDoc, DocList
 from jina import Executor, requests
 
-from ..encoders import DEFAULT_SEARCH_DIRS
+from ..checkpoint_files import DEFAULT_SEARCH_DIRS
 from ..index import (ANN_THRESHOLD, IndexLockedError, NoApproximateIndexError, ProvenanceMismatchError,
                      Writer, checkpoint_provenance, open_index)
 from ..preprocess import DEFAULT_RESIZE, check_resize
