@@ -261,6 +261,16 @@ def _wait_ready(port, timeout):
     raise TimeoutError('the text container did not serve on port %d within %d s' % (port, timeout))
 
 
+def _in_sent_order(sent, got, check_text=False):
+    """The embeddings of ``got`` stacked in the order of ``sent``, matched by document id;
+    each sent document must come back once (and, for texts, with its text unchanged)."""
+    by_id = {d.id: d for d in got}
+    assert len(got) == len(sent) and set(by_id) == {d.id for d in sent}, 'documents lost or added'
+    if check_text:
+        assert [by_id[d.id].text for d in sent] == [d.text for d in sent], 'text changed on the way'
+    return np.stack([np.asarray(by_id[d.id].embedding) for d in sent])
+
+
 def _child(call_file):
     call = json.loads(Path(call_file).read_text())
     _offline_jina3()
@@ -269,6 +279,7 @@ def _child(call_file):
     from vseimageencoder.jina3 import ImageDoc, TextDoc
 
     images = np.load(call['images'])
+    sent_images = DocList[ImageDoc]([ImageDoc(tensor=x) for x in images])
     captions = DocList[TextDoc]([TextDoc(text=c) for c in call['captions']])
     kw = dict(env=call['container_env'], volumes=call['volumes'], timeout_ready=300000)
     start = time.perf_counter()
@@ -278,18 +289,17 @@ def _child(call_file):
             Deployment(uses='docker://' + call['tag'], entrypoint='jina executor --uses text.yml',
                        **kw) as text_dep:
         ready_s = time.perf_counter() - start
-        docs = dep.post('/encode', inputs=DocList[ImageDoc]([ImageDoc(tensor=x) for x in images]),
-                        return_type=DocList[ImageDoc], request_size=2)
-        got_images = np.stack([np.asarray(d.embedding) for d in docs])
+        docs = dep.post('/encode', inputs=sent_images, return_type=DocList[ImageDoc], request_size=2)
         dep_texts = text_dep.post('/encode', inputs=captions, return_type=DocList[TextDoc], request_size=2)
         _wait_ready(call['text_port'], 240)
         text_ready_s = time.perf_counter() - start
         client = Client(host='127.0.0.1', port=call['text_port'], protocol='grpc')
         texts = client.post('/encode', inputs=captions, return_type=DocList[TextDoc], request_size=2)
-        got_texts = np.stack([np.asarray(d.embedding) for d in texts])
-        got_dep_texts = np.stack([np.asarray(d.embedding) for d in dep_texts])
-    assert [d.text for d in texts] == call['captions'], 'order or text changed on the way'
-    assert [d.text for d in dep_texts] == call['captions'], 'order or text changed on the way'
+    # Requests of 2 come back in the order they finish (jina's results_in_order is off by
+    # default), so documents are matched to what was sent by id.
+    got_images = _in_sent_order(sent_images, docs)
+    got_texts = _in_sent_order(captions, texts, check_text=True)
+    got_dep_texts = _in_sent_order(captions, dep_texts, check_text=True)
     np.savez(call['out'], images=got_images, texts=got_texts, deployment_texts=got_dep_texts)
     print(json.dumps({'deployments_ready_s': round(ready_s, 1), 'text_container_ready_s': round(text_ready_s, 1)}))
 
