@@ -3,16 +3,18 @@
     .venv/bin/python benchmarks/lanes_ab.py cores             # do two busy processes add up to 2x one?
     .venv/bin/python benchmarks/lanes_ab.py ahead 12MP 1MP    # 1 or 2 batches in flight per lane
     .venv/bin/python benchmarks/lanes_ab.py serial 12MP 1MP   # towers free, or one at a time
+    .venv/bin/python benchmarks/lanes_ab.py pin 12MP 1MP      # lanes float, or each pinned to a core
 
 On a VM whose speed drifts with the host's other guests, single runs swing by 2x, so each
 check alternates its two settings run after run (A B, B A, ...) and reports the median of the
-paired ratios B / A. ``ahead`` and ``serial`` run ``encode``'s own ``write_embeddings`` on 24
+paired ratios B / A. ``ahead``, ``serial`` and ``pin`` run ``encode``'s own ``write_embeddings`` on 24
 generated JPEGs per set (ResNet-152 random weights, ``precision='auto'``, batch 8). ``cores``
 times a Python loop, an fp32 and a bf16 2048x2048 matrix product (one torch thread) in one
 process, then in two processes at once, and prints the throughput of two over one.
 """
 import argparse
 import multiprocessing as mp
+import os
 import sys
 import tempfile
 import threading
@@ -82,9 +84,24 @@ def paired(check, sets, runs):
         with lock:
             return model(x)
 
+    pinned_threads = {}
+
+    def pinned(x):
+        # A lane thread runs its first batch's tower after its first decodes; from then on it
+        # stays on a core of its own (the first lane on CPU 0, the next on CPU 1, ...).
+        me = threading.get_ident()
+        if me not in pinned_threads:
+            with lock:
+                cpus = sorted(os.sched_getaffinity(0))
+                pinned_threads[me] = cpus[len(pinned_threads) % len(cpus)]
+            os.sched_setaffinity(0, {pinned_threads[me]})
+        return model(x)
+
     settings = {'ahead': (('1 per lane', model, 1), ('2 per lane', model, 2)),
                 'serial': (('towers free', model, lanes.AHEAD_PER_LANE),
-                           ('one tower at a time', one_at_a_time, lanes.AHEAD_PER_LANE))}[check]
+                           ('one tower at a time', one_at_a_time, lanes.AHEAD_PER_LANE)),
+                'pin': (('lanes float', model, lanes.AHEAD_PER_LANE),
+                        ('each lane pinned to a core', pinned, lanes.AHEAD_PER_LANE))}[check]
     default_ahead = lanes.AHEAD_PER_LANE
     for name in sets:
         paths = _write_photos(tmp / name, 24, SETS[name])
@@ -92,6 +109,7 @@ def paired(check, sets, runs):
         for r in range(runs):
             for label, m, ahead in (settings if r % 2 == 0 else settings[::-1]):
                 lanes.AHEAD_PER_LANE = ahead
+                pinned_threads.clear()
                 t = time.perf_counter()
                 write_embeddings(m, model.embed_size, paths, tmp / 'out.npy', 8, False, 'fast', None)
                 rates[label].append(len(paths) / (time.perf_counter() - t))
@@ -103,7 +121,7 @@ def paired(check, sets, runs):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('check', choices=('cores', 'ahead', 'serial'))
+    ap.add_argument('check', choices=('cores', 'ahead', 'serial', 'pin'))
     ap.add_argument('sets', nargs='*', default=['12MP', '1MP'])
     ap.add_argument('--runs', type=int, default=6, help='runs of each setting, alternating (default: 6)')
     args = ap.parse_args()
@@ -115,7 +133,8 @@ def main():
         print('|---|---|---|---|---|')
         cores(max(1, args.runs // 3))
     else:
-        a, b = {'ahead': ('1 per lane', '2 per lane'), 'serial': ('towers free', 'one tower at a time')}[args.check]
+        a, b = {'ahead': ('1 per lane', '2 per lane'), 'serial': ('towers free', 'one tower at a time'),
+                'pin': ('lanes float', 'each lane pinned to a core')}[args.check]
         print('| photos | %s img/s | %s img/s | median of paired ratios, %s / %s |' % (a, b, b, a))
         print('|---|---|---|---|')
         paired(args.check, args.sets, args.runs)
