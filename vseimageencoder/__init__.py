@@ -8,9 +8,14 @@ import no jina.
 
 Where jina 0.9 is installed, importing this package registers both executors' YAML tags
 (``!VSEImageEncoder``, ``!VSETextEncoder``), so a YAML loaded afterwards gets these classes
-and not the older ones of the same names that jina 0.9.33 bundles. Elsewhere (jina 3, or no
+and not the older ones of the same names that jina 0.9.33 bundles: at once if jina is
+already imported, else the moment jina is, so that the jina-free modules and the command
+line do not pay for importing jina (0.6 s) when they do not use it. Elsewhere (jina 3, or no
 jina) nothing of jina is imported.
 """
+import logging
+import sys
+
 from ._version import __version__
 
 __all__ = ['VSEImageEncoder', 'VSETextEncoder', '__version__']
@@ -31,8 +36,66 @@ def _jina09_installed() -> bool:
         return False
 
 
+def _register_yaml_tags() -> None:
+    from . import executor  # noqa: F401  (defining the classes registers their tags)
+
+
+class _AfterJinaImport:
+    """A meta path entry that finds nothing itself: when ``jina`` is about to be imported it
+    asks the finders after it for the spec and has the YAML tags registered right after
+    jina's package has run; then it leaves ``sys.meta_path``. jina keeps its own loader (its
+    resources are found through the loader's type): only that one call is wrapped."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != 'jina':
+            return None
+        for finder in list(sys.meta_path):
+            find = getattr(finder, 'find_spec', None)
+            if isinstance(finder, _AfterJinaImport) or find is None:
+                continue
+            spec = find(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        run_package = getattr(loader, 'exec_module', None)
+        if run_package is None:
+            return spec
+
+        def exec_module(module):
+            try:
+                run_package(module)
+            finally:
+                loader.__dict__.pop('exec_module', None)
+            _remove_hook()  # jina has run: later imports find it in sys.modules
+            try:
+                _register_yaml_tags()
+            except Exception as e:  # never break `import jina` itself
+                logging.getLogger(__name__).warning(
+                    'could not register the !VSEImageEncoder and !VSETextEncoder YAML tags '
+                    'with jina (%s: %s); import vseimageencoder.executor to see why',
+                    type(e).__name__, e)
+
+        try:
+            loader.exec_module = exec_module
+        except AttributeError:  # a loader that takes no attributes: jina imports untouched
+            _remove_hook()
+            logging.getLogger(__name__).warning(
+                'cannot register the !VSEImageEncoder and !VSETextEncoder YAML tags when jina '
+                'is imported (%s); import vseimageencoder.executor before loading YAMLs', type(loader).__name__)
+        return spec
+
+
+def _remove_hook() -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _AfterJinaImport)]
+
+
 if _jina09_installed():
-    from . import executor as _executor  # noqa: F401  (registers the YAML tags)
+    if 'jina' in sys.modules:
+        _register_yaml_tags()
+    elif not any(isinstance(f, _AfterJinaImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterJinaImport())
 
 
 def __getattr__(name):

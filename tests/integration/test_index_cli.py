@@ -305,6 +305,7 @@ def test_import_into_an_existing_index_loads_no_torch(tmp_path, small_release):
             'from vseimageencoder.cli import main\n'
             'rc = main(sys.argv[1:])\n'
             'assert "torch" not in sys.modules, "index --from imported torch"\n'
+            'assert "jina" not in sys.modules, "index --from imported jina"\n'
             'sys.exit(rc)\n')
     r = subprocess.run([sys.executable, '-c', code, 'index', str(tmp_path / 'ix'), '--from', str(second),
                         '--model-path', str(ckpt)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
