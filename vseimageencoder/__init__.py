@@ -44,14 +44,18 @@ class _AfterJinaImport:
     """A meta path entry that finds nothing itself: when ``jina`` is about to be imported it
     asks the finders after it for the spec and has the YAML tags registered right after
     jina's package has run; then it leaves ``sys.meta_path``. jina keeps its own loader (its
-    resources are found through the loader's type): only that one call is wrapped."""
+    resources are found through the loader's type): only that one call is wrapped. Entries
+    are told apart by an attribute, not the class, so one left by an earlier copy of this
+    module (a reload) is skipped and removed too."""
+
+    _vse_after_jina = True
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname != 'jina':
             return None
         for finder in list(sys.meta_path):
             find = getattr(finder, 'find_spec', None)
-            if isinstance(finder, _AfterJinaImport) or find is None:
+            if _is_hook(finder) or find is None:
                 continue
             spec = find(fullname, path, target)
             if spec is not None:
@@ -60,15 +64,13 @@ class _AfterJinaImport:
             return None
         loader = spec.loader
         run_package = getattr(loader, 'exec_module', None)
-        if run_package is None:
-            return spec
 
         def exec_module(module):
             try:
                 run_package(module)
             finally:
                 loader.__dict__.pop('exec_module', None)
-            _remove_hook()  # jina has run: later imports find it in sys.modules
+            _remove_hooks()  # jina has run: later imports find it in sys.modules
             try:
                 _register_yaml_tags()
             except Exception as e:  # never break `import jina` itself
@@ -78,23 +80,30 @@ class _AfterJinaImport:
                     type(e).__name__, e)
 
         try:
+            if run_package is None:
+                raise AttributeError('no exec_module')
             loader.exec_module = exec_module
-        except AttributeError:  # a loader that takes no attributes: jina imports untouched
-            _remove_hook()
+        except AttributeError:  # a loader this cannot wrap: jina imports untouched
+            _remove_hooks()
             logging.getLogger(__name__).warning(
                 'cannot register the !VSEImageEncoder and !VSETextEncoder YAML tags when jina '
                 'is imported (%s); import vseimageencoder.executor before loading YAMLs', type(loader).__name__)
         return spec
 
 
-def _remove_hook() -> None:
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _AfterJinaImport)]
+def _is_hook(finder) -> bool:
+    return getattr(finder, '_vse_after_jina', False) is True
+
+
+def _remove_hooks() -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not _is_hook(f)]
 
 
 if _jina09_installed():
     if 'jina' in sys.modules:
         _register_yaml_tags()
-    elif not any(isinstance(f, _AfterJinaImport) for f in sys.meta_path):
+    else:
+        _remove_hooks()  # one an earlier copy of this module left (a reload)
         sys.meta_path.insert(0, _AfterJinaImport())
 
 

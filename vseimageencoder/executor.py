@@ -5,11 +5,23 @@ Importing this module registers both YAML tags (``!VSEImageEncoder``, ``!VSEText
 over the executors of the same names that jina 0.9.33 bundles; ``import vseimageencoder``
 does so when jina 0.9 is installed. Torch is imported when an executor is built, not here.
 """
+import sys
+import threading
 from typing import Optional
 
 import numpy as np
 
+from . import _jina09_installed
 from ._jina09 import require_jina09
+
+if 'jina' not in sys.modules and threading.current_thread() is not threading.main_thread() \
+        and _jina09_installed():
+    # jina 0.9's package installs a signal handler, which only the main thread may do; its own
+    # error (ValueError: signal only works in main thread) would not say what to change.
+    raise ImportError('vseimageencoder.executor would be the first import of jina 0.9.33, on a '
+                      'thread other than the main one, where jina cannot be imported (it installs a '
+                      'signal handler); import vseimageencoder.executor (or jina) on the main thread '
+                      'first', name='jina')
 
 require_jina09()  # before jina's own imports: a clear error on Python 3.10+ or with jina 3
 

@@ -50,3 +50,29 @@ def test_command_line_does_not_import_jina(repo_root):
                    '    pass\n'
                    'print("RESULT", "jina" in sys.modules)\n', repo_root)
     assert got == [['False']]
+
+
+def test_reload_leaves_one_hook_and_jina_still_imports(repo_root):
+    got = _results('import importlib\nimport vseimageencoder\n'
+                   'importlib.reload(vseimageencoder)\n'
+                   'print("RESULT", sum(getattr(f, "_vse_after_jina", False) is True for f in sys.meta_path))\n'
+                   'import jina\n'
+                   'print("RESULT", "vseimageencoder.executor" in sys.modules, %s)\n' % IN_META_PATH, repo_root)
+    assert got == [['1'], ['True', 'False']]
+
+
+def test_executors_first_reached_from_a_thread_say_to_import_on_the_main_thread(repo_root):
+    got = _results('import threading\nimport vseimageencoder\n'
+                   'out = []\n'
+                   'def use():\n'
+                   '    try:\n'
+                   '        from vseimageencoder import VSEImageEncoder\n'
+                   '        out.append("imported")\n'
+                   '    except ImportError as e:\n'
+                   '        out.append(str(e))\n'
+                   't = threading.Thread(target=use)\nt.start()\nt.join()\n'
+                   'print("RESULT", out[0].replace(" ", "_"))\n'
+                   'from vseimageencoder import VSEImageEncoder\n'  # the main thread: fine
+                   'print("RESULT", VSEImageEncoder.__module__)\n', repo_root)
+    assert 'main_thread' in got[0][0] and 'signal_handler' in got[0][0], got
+    assert got[1] == ['vseimageencoder.executor']
