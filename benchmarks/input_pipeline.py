@@ -179,16 +179,12 @@ def _busy_seconds(model, paths, batch_size, cores, batches=2):
             th.join()
         return time.perf_counter() - t
 
-    def decode_all():
-        for p in paths:
-            _decode_one(p)
-
     def tower_runs():
         torch.set_num_threads(1)
         for _ in range(batches):
             model(x)
 
-    decode = all_cores(decode_all) * cores / (cores * len(paths))
+    decode = all_cores(lambda: _decode_seconds(paths)) * cores / (cores * len(paths))
     all_cores(lambda: (torch.set_num_threads(1), model(x)))  # warm-up of each thread
     tower = all_cores(tower_runs) * cores / (cores * batches * batch_size)
     return decode, tower

@@ -79,15 +79,15 @@ class _AfterJinaImport:
                     'with jina (%s: %s); import vseimageencoder.executor to see why',
                     type(e).__name__, e)
 
-        try:
-            if run_package is None:
-                raise AttributeError('no exec_module')
-            loader.exec_module = exec_module
-        except AttributeError:  # a loader this cannot wrap: jina imports untouched
+        if run_package is None or not hasattr(loader, '__dict__'):
+            # A loader this cannot wrap (no exec_module, or no instance attributes): jina
+            # imports untouched, without the tags.
             _remove_hooks()
             logging.getLogger(__name__).warning(
                 'cannot register the !VSEImageEncoder and !VSETextEncoder YAML tags when jina '
                 'is imported (%s); import vseimageencoder.executor before loading YAMLs', type(loader).__name__)
+        else:
+            loader.exec_module = exec_module
         return spec
 
 
