@@ -190,6 +190,50 @@ def _busy_seconds(model, paths, batch_size, cores, batches=2):
     return decode, tower
 
 
+def _ceiling_seconds(model, paths, batch_size, cores, batches=2):
+    """Core-seconds per image of the bound's own work with every core doing it at once: each
+    core (one thread, one torch thread) runs ``batches`` times the reduced decode of
+    ``batch_size`` photos and the tower on a prepared batch of that size; half the threads
+    start with the tower, so decodes and towers overlap as they do in lanes.
+
+    This is the bound's sum measured under the load a pipeline puts on the machine (every
+    core busy), so it carries whatever two busy cores lose against twice one (a lone core
+    clocked higher, a shared memory bus, the host's scheduling of a guest's second vCPU); a
+    pipeline pays for its resize, normalise, Python work, queues and writer out of the gap.
+    """
+    import threading
+
+    import torch
+
+    x = torch.from_numpy(np.random.RandomState(0).randn(batch_size, 3, 224, 224).astype(np.float32))
+    todo = [paths[i % len(paths)] for i in range(batch_size)]
+
+    def core(k):
+        torch.set_num_threads(1)
+        for b in range(batches):
+            if (b + k) % 2:
+                model(x)
+                for p in todo:
+                    _decode_one(p)
+            else:
+                for p in todo:
+                    _decode_one(p)
+                model(x)
+
+    def warm(k):
+        torch.set_num_threads(1)
+        model(x[:1])
+
+    for work in (warm, core):
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(cores)]
+        t = time.perf_counter()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    return (time.perf_counter() - t) / (batches * batch_size)
+
+
 # ----------------------------------------------------------------------------- candidates
 
 def _feeding(model, paths, batch_size, load, readers, threads, pool=None):
@@ -430,9 +474,12 @@ def main(argv=None):
                 best = {c: 0.0 for c in args.candidates}
                 loads = {c: [] for c in args.candidates}
                 ratios = {c: [] for c in args.candidates}
+                ceiling_ratios = {c: [] for c in args.candidates}
+                round_bounds, round_ceilings = [], []
                 cos = {}
                 decode = stage_rest = tower_s = None
                 busy_decode = busy_tower = None
+                ceiling_cost = None
                 tower_by_threads = {}
 
                 def bound_sample():
@@ -448,7 +495,14 @@ def main(argv=None):
                         tower_by_threads[k] = min(v, tower_by_threads.get(k, v))
                     return d + tw
 
+                def ceiling_sample():
+                    nonlocal ceiling_cost
+                    c = _ceiling_seconds(model, distinct, args.batch_size, cores)
+                    ceiling_cost = c if ceiling_cost is None else min(c, ceiling_cost)
+                    return c
+
                 before = bound_sample()
+                before_ceiling = ceiling_sample()
                 for r in range(args.repeats):
                     order = args.candidates[r % len(args.candidates):] + args.candidates[:r % len(args.candidates)]
                     rates = {}
@@ -463,10 +517,15 @@ def main(argv=None):
                     # The round's runs are bracketed by a bound measured right before and right
                     # after them (the next round's "before"): each counts against the mean cost.
                     after = bound_sample()
+                    after_ceiling = ceiling_sample()
                     round_bound = cores / ((before + after) / 2)
+                    round_ceiling = cores / ((before_ceiling + after_ceiling) / 2)
+                    round_bounds.append(round_bound)
+                    round_ceilings.append(round_ceiling)
                     for c in order:
                         ratios[c].append(rates[c] / round_bound)
-                    before = after
+                        ceiling_ratios[c].append(rates[c] / round_ceiling)
+                    before, before_ceiling = after, after_ceiling
                     bd, bt = _busy_seconds(model, distinct, args.batch_size, cores)
                     if busy_decode is None or bd + bt < busy_decode + busy_tower:
                         busy_decode, busy_tower = bd, bt
@@ -485,15 +544,21 @@ def main(argv=None):
                           '%d / (%.1f + %.1f) ms = **%.2f img/s** (%.2fx the bound above).' % (
                               busy_decode * 1e3, busy_tower * 1e3, cores, busy_decode * 1e3, busy_tower * 1e3,
                               busy_bound, busy_bound / bound), '',
+                          'The bound\'s own work (reduced decode, then the tower on the batch) on every core at '
+                          'once, bracketing each round like the bound (the two-core ceiling): best %.2f img/s '
+                          '(%.2fx the bound); per round, against the bound: %s.' % (
+                              cores / ceiling_cost, cores / ceiling_cost / bound,
+                              ' '.join('%.2f' % (c / b) for c, b in zip(round_ceilings, round_bounds))), '',
                           '| candidate | img/s (best round) | x bound (best / best) | median of the rounds\' '
                           'x bound (each against the bound measured before and after it) | x all-cores-busy figure (best / best) | '
+                          'median of the rounds\' x two-core ceiling | '
                           'min cosine to exact | min centred cosine | load avg at each run |',
-                          '|---|---:|---:|---:|---:|---:|---:|---|']
+                          '|---|---:|---:|---:|---:|---:|---:|---:|---|']
                 prof = _profile_lanes(model, paths, args.batch_size, cores)
                 for c in args.candidates:
-                    lines.append('| %s | %.2f | %.2fx | %.2fx | %.2fx | %.6f | %.5f | %s |' % (
+                    lines.append('| %s | %.2f | %.2fx | %.2fx | %.2fx | %.2fx | %.6f | %.5f | %s |' % (
                         DESCRIBE[c] % sub, best[c], best[c] / bound, float(np.median(ratios[c])),
-                        best[c] / busy_bound,
+                        best[c] / busy_bound, float(np.median(ceiling_ratios[c])),
                         cos[c][0], cos[c][1],
                         ' '.join('%.2f' % x for x in loads[c])))
                     print(lines[-1], file=sys.stderr)
@@ -501,6 +566,12 @@ def main(argv=None):
                     c, ' '.join('%.2f' % x for x in ratios[c]), float(np.median(ratios[c])),
                     float(np.percentile(ratios[c], 25)), float(np.percentile(ratios[c], 75)))
                     for c in args.candidates]
+                lines += ['Per-round x two-core ceiling, %s: %s (median %.2fx, quartiles %.2fx-%.2fx).' % (
+                    c, ' '.join('%.2f' % x for x in ceiling_ratios[c]), float(np.median(ceiling_ratios[c])),
+                    float(np.percentile(ceiling_ratios[c], 25)), float(np.percentile(ceiling_ratios[c], 75)))
+                    for c in args.candidates]
+                lines += ['Per-round bound (img/s, mean of the measurements before and after the round): %s.'
+                          % ' '.join('%.1f' % b for b in round_bounds)]
                 lines += ['', 'Where the lanes\' time goes (%s, one more lanes run, timed inside the lanes; load '
                           'average %.2f): %.2f img/s; per image, transform (decode+resize+normalise) %.1f ms and '
                           'tower %.1f ms of lane time against %.1f and %.1f alone on one thread; lanes busy %.0f%% '
