@@ -4,6 +4,12 @@ same run, with every candidate pipeline side by side.
     .venv/bin/python benchmarks/input_pipeline.py          # 32 x 12 MP and 32 x 1 MP JPEGs, auto, batch 8
     .venv/bin/python benchmarks/input_pipeline.py --sets 12MP --repeats 3 --candidates lanes before
 
+**The tower** (``--tower``): by default fused for the run's batch size
+(:meth:`~vseimageencoder.inference.InferenceTower.fuse`, what ``encode`` and ``index`` run
+for 256 images or more); the bound, the all-cores figure, the two-core ceiling and every
+candidate but ``lanes-eager`` run it. The reference rows run the unfused tower, so the
+cosines include what fusion changes.
+
 Generated photos (``tests/photos.py``: 4000x3000 and 1200x900 JPEGs at quality 90, like a
 phone's; 8 distinct photos, the rest copies under other names) and a ResNet-152 checkpoint in
 the VSE++ release layout with random weights are written to a temporary folder.
@@ -41,6 +47,8 @@ the 1-minute load average printed with each figure):
 - ``lanes``: ``vseimageencoder.cli.encode.write_embeddings`` as ``encode`` runs it (default
   readers: one lane per core, each reading a batch and running the tower on it with one
   torch thread), rows streamed to a .npy;
+- ``lanes-eager``: the same with the tower as loaded, unfused (``fuse=False``): what the
+  oneDNN Graph fusion of :mod:`vseimageencoder.fusion` gains end to end;
 - ``before``: one reader thread feeding the tower on the calling thread, which keeps torch's
   default threads (one per core): ``encode``'s default before lanes;
 - ``feeding-budget``: the same with the tower's threads cut to the cores the reader leaves;
@@ -77,9 +85,10 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 SETS = {'12MP': (4000, 3000), '1MP': (1200, 900)}
-CANDIDATES = ('lanes', 'before', 'feeding-budget', 'main', 'processes', 'tv-decode', 'lanes-exact')
+CANDIDATES = ('lanes', 'lanes-eager', 'before', 'feeding-budget', 'main', 'processes', 'tv-decode', 'lanes-exact')
 DESCRIBE = {
     'lanes': 'lanes (default now): encode\'s write_embeddings, %(cores)d lanes x 1 torch thread',
+    'lanes-eager': 'lanes with the tower unfused (eager, as before fusion)',
     'before': 'before: 1 reader thread feeding the tower, torch threads %(cores)d',
     'feeding-budget': '1 reader thread feeding the tower, torch threads %(rest)d',
     'main': 'main thread reads (--readers 0), torch threads %(cores)d',
@@ -270,10 +279,15 @@ def _feeding(model, paths, batch_size, load, readers, threads, pool=None):
     return np.concatenate(rows)
 
 
-def _run_candidate(name, model, paths, batch_size, cores, tmp, pool):
+def _run_candidate(name, model, paths, batch_size, cores, tmp, pool, eager=None):
     from vseimageencoder import preprocess as pp
 
     fast = functools.partial(pp.transform, resize='fast')
+    if name == 'lanes-eager':
+        from vseimageencoder.cli.encode import write_embeddings
+        out = tmp / 'lanes.npy'
+        write_embeddings(eager, eager.embed_size, paths, out, batch_size, False, 'fast', None, fuse=False)
+        return np.load(str(out))
     if name == 'lanes':
         from vseimageencoder.cli.encode import write_embeddings
         out = tmp / 'lanes.npy'
@@ -420,6 +434,9 @@ def main(argv=None):
     ap.add_argument('--batch-size', type=int, default=8, help='encode batch size (default: 8)')
     ap.add_argument('--precision', default='auto', choices=('fp32', 'bf16', 'fp16', 'auto'))
     ap.add_argument('--cnn', default='resnet152')
+    ap.add_argument('--tower', default='fused', choices=('fused', 'eager'),
+                    help='the tower the bound and the candidates run: fused for the batch size '
+                         '(what encode and index run for 256 images or more) or eager (default: fused)')
     ap.add_argument('--sets', nargs='+', default=list(SETS), choices=list(SETS))
     ap.add_argument('--candidates', nargs='+', default=list(CANDIDATES), choices=CANDIDATES)
     ap.add_argument('--repeats', type=int, default=3,
@@ -451,10 +468,22 @@ def main(argv=None):
         photos = {name: _write_photos(tmp / name, args.n, SETS[name]) for name in args.sets}
         tower, _ = load_tower(str(ckpt))
         model = InferenceTower(tower, args.precision)
+        # The reference rows and the lanes-eager candidate run the tower as loaded (unfused).
+        eager = InferenceTower(load_tower(str(ckpt))[0], args.precision)
+        if args.tower == 'fused':
+            from vseimageencoder.lanes import chunk_size
+            from vseimageencoder.threads import torch_threads
+            budget = thread_budget(cores, None)
+            with torch_threads(budget.torch_threads):
+                fused = model.fuse(chunk_size(args.n, args.batch_size, budget.reader_threads))
+            if not fused:
+                raise SystemExit('the tower could not be fused here (see the warning); run with --tower eager')
         lines += ['Machine: %s. Date: %s. %s random weights, precision %s (-> %s), batch size %d, '
-                  '%d images per set (8 distinct), cores budgeted: %d.'
+                  '%d images per set (8 distinct), cores budgeted: %d; tower: %s.'
                   % (_machine(), time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), args.cnn,
-                     args.precision, model.precision, args.batch_size, args.n, cores), '']
+                     args.precision, model.precision, args.batch_size, args.n, cores,
+                     'fused for batches of %d (oneDNN Graph), unfused for lanes-eager and the reference rows'
+                     % model.fused_batch_size if model.fused_batch_size else 'eager'), '']
         if 'processes' in args.candidates:
             import multiprocessing
             pool = multiprocessing.get_context('spawn').Pool(1, initializer=_pool_init)
@@ -465,7 +494,7 @@ def main(argv=None):
                 distinct = paths[:8]
                 from vseimageencoder.batch_embed import embed_files
                 ref = []
-                embed_files(model, paths, lambda r, pos: ref.append(r), args.batch_size, 'exact', 0)
+                embed_files(eager, paths, lambda r, pos: ref.append(r), args.batch_size, 'exact', 0, fuse=False)
                 ref = np.concatenate(ref)
                 load0 = _load_avg()
                 # This VM's speed drifts by 2x within seconds (other guests on the host), so the
@@ -509,7 +538,7 @@ def main(argv=None):
                     for c in order:
                         loads[c].append(_load_avg())
                         t = time.perf_counter()
-                        rows = _run_candidate(c, model, paths, args.batch_size, cores, tmp, pool)
+                        rows = _run_candidate(c, model, paths, args.batch_size, cores, tmp, pool, eager)
                         rates[c] = len(paths) / (time.perf_counter() - t)
                         assert rows.shape == ref.shape, (c, rows.shape)
                         best[c] = max(best[c], rates[c])

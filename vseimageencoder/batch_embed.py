@@ -14,6 +14,11 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
+#: ``embed_files`` (so ``encode``, ``index`` and ``evaluate``) fuses a CPU tower
+#: (:mod:`vseimageencoder.fusion`) by default when it embeds at least this many images: the
+#: few seconds of start-up are repaid after a few hundred.
+FUSE_MIN_IMAGES = 256
+
 #: ``write(rows, positions)``: float32 ``(B, D)`` embeddings of ``paths[p]`` for each ``p`` in
 #: ``positions`` (increasing).
 BatchWriter = Callable[[np.ndarray, Sequence[int]], None]
@@ -34,7 +39,8 @@ def reading_options(resize: Optional[str], readers: Optional[int]):
 def embed_files(model, paths: Sequence, write: BatchWriter, batch_size: int = 32,
                 resize: Optional[str] = None, readers: Optional[int] = None,
                 on_unreadable: Optional[Callable[[int, Exception], None]] = None,
-                on_progress: Optional[Callable[[int, int], None]] = None):
+                on_progress: Optional[Callable[[int, int], None]] = None,
+                fuse: Optional[bool] = None):
     """Embed ``paths`` with ``model`` (float32 ``(B, 3, 224, 224)`` tensor -> ``(B, D)``
     tensor), handing each batch of at most ``batch_size`` rows to ``write``.
 
@@ -49,6 +55,11 @@ def embed_files(model, paths: Sequence, write: BatchWriter, batch_size: int = 32
     A ``model`` whose ``device`` is a CUDA device gets its JPEGs decoded and transformed on
     that device instead (:mod:`vseimageencoder.gpu_decode`: the exact geometry, computed by
     torch; ``resize`` and ``readers`` do not apply).
+
+    ``fuse``: compile a CPU tower's backbone with oneDNN Graph fusion for the batches this
+    run makes (``model.fuse``, :mod:`vseimageencoder.fusion`) before the first one; None
+    (the default) fuses when there are at least :data:`FUSE_MIN_IMAGES` paths. A model without ``fuse`` runs as
+    given.
     """
     import torch
 
@@ -65,17 +76,24 @@ def embed_files(model, paths: Sequence, write: BatchWriter, batch_size: int = 32
         from .gpu_decode import embed_files_on_device
         return embed_files_on_device(model, list(paths), write, batch_size, device, on_unreadable,
                                      on_progress)
+    paths = list(paths)
+    if fuse is None:
+        fuse = len(paths) >= FUSE_MIN_IMAGES
     if readers != 0:
         # Lanes (vseimageencoder/lanes.py): each reader thread reads a batch and runs the
         # tower on it with its share of the cores torch may use; readers feeding a tower on
         # this thread fought its OpenMP threads for the cores (issue 17).
-        from .lanes import embed_in_lanes
+        from .lanes import chunk_size, embed_in_lanes
         from .threads import thread_budget
 
         budget = thread_budget(torch.get_num_threads(), readers)
-        return embed_in_lanes(model, list(paths), functools.partial(transform, resize=resize), write,
+        if fuse:
+            _fuse(model, chunk_size(len(paths), batch_size, budget.reader_threads), budget.torch_threads)
+        return embed_in_lanes(model, paths, functools.partial(transform, resize=resize), write,
                               batch_size, budget.reader_threads, budget.torch_threads,
                               (ImageReadError,), on_unreadable, on_progress)
+    if fuse:
+        _fuse(model, min(batch_size, len(paths)), torch.get_num_threads())
     batch = np.empty((batch_size, CHANNELS, CROP, CROP), np.float32)
     positions = []
     done = skipped = 0
@@ -105,6 +123,19 @@ def embed_files(model, paths: Sequence, write: BatchWriter, batch_size: int = 32
                 on_progress(done, skipped)
     flush()
     return done, skipped
+
+
+def _fuse(model, batch_size: int, threads: int) -> None:
+    from .threads import torch_threads
+
+    if batch_size < 1 or not callable(getattr(model, 'fuse', None)) \
+            or getattr(model, 'fused_batch_size', None) == batch_size:
+        return
+    # Warmed up (the fused graph compiled) with the thread count the batches will get.
+    with torch_threads(threads):
+        fused = model.fuse(batch_size)
+    if fused:
+        logger.info('the tower runs fused for batches of %d (oneDNN Graph)', batch_size)
 
 
 def _load_item(load, item):

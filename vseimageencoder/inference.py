@@ -184,6 +184,31 @@ class InferenceTower(nn.Module):
                 tower.cnn.to(memory_format=torch.channels_last)
         tower.fc.to(self.device, dtype=torch.float32)
         tower.requires_grad_(False)
+        # Not a registered submodule: state_dict and .to() see the eager tower only.
+        object.__setattr__(self, '_fused', None)
+        self.fused_batch_size: Optional[int] = None
+
+    def fuse(self, batch_size: int) -> bool:
+        """Compile the backbone with oneDNN Graph fusion (:mod:`vseimageencoder.fusion`),
+        fastest for batches of ``batch_size``; batches of other sizes still run, unfused.
+        CPU backbones only; a few seconds once. Returns whether the tower now runs fused
+        (False on CUDA, for precomputed features, or when fusion failed, which is logged).
+        Call it before sharing the tower between threads."""
+        if self.device.type != 'cpu' or self.tower.cnn is None or batch_size < 1:
+            return False
+        if self.fused_batch_size == batch_size:
+            return True
+        from .fusion import fuse_backbone
+
+        g = torch.Generator().manual_seed(0)
+        example = torch.randn(batch_size, 3, 224, 224, generator=g).to(self.dtype)
+        if self.channels_last:
+            example = example.contiguous(memory_format=torch.channels_last)
+        fused = fuse_backbone(self.tower.cnn, example)
+        if fused is not None:
+            object.__setattr__(self, '_fused', fused)
+            self.fused_batch_size = batch_size
+        return fused is not None
 
     @property
     def precomputed(self) -> bool:
@@ -198,7 +223,8 @@ class InferenceTower(nn.Module):
                 x = x.to(self.device, dtype=self.dtype, non_blocking=cuda)
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                feats = self.tower.cnn(x).float()
+                cnn = self._fused if self._fused is not None else self.tower.cnn
+                feats = cnn(x).float()
                 if self.precision == 'fp16' and not bool(torch.isfinite(feats).all()):
                     # fp16 tops out at 65504; a backbone whose activations grow past it gives
                     # inf/NaN features, which must not pass as embeddings.

@@ -226,3 +226,21 @@ def test_bad_reading_flags(tmp_path, small_release):
     r = run_cli('encode', '--model-path', small_release[0], '--resize', 'nearest', '-o', tmp_path / 'e.npy', img)
     assert r.returncode == 2 and 'nearest' in r.stderr
     assert not (tmp_path / 'e.npy').exists()
+
+
+def test_fuse_flag_same_rows_and_logged(tmp_path, small_release):
+    d = tmp_path / 'imgs'
+    d.mkdir()
+    rng = np.random.RandomState(6)
+    for i in range(5):
+        Image.fromarray(rng.randint(0, 256, (60, 80, 3), np.uint8)).save(str(d / ('%d.png' % i)))
+    rows = {}
+    for choice in ('on', 'off'):
+        out = tmp_path / ('%s.npy' % choice)
+        r = run_cli('encode', '--model-path', small_release[0], '--batch-size', 2, '--fuse', choice, '-o', out, d)
+        assert r.returncode == 0, r.stderr
+        rows[choice] = np.load(str(out))
+        assert ('runs fused' in r.stderr) == (choice == 'on'), r.stderr
+    np.testing.assert_allclose(rows['on'], rows['off'], atol=1e-4)
+    r = run_cli('encode', '--model-path', small_release[0], '--fuse', 'maybe', '-o', tmp_path / 'x.npy', d)
+    assert r.returncode == 2 and '--fuse' in r.stderr

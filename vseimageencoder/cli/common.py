@@ -16,6 +16,21 @@ def progress_flags(parser):
     g.add_argument('--no-progress', dest='progress', action='store_false')
 
 
+def fuse_flag(parser):
+    """``--fuse {auto,on,off}`` for the commands that embed image files in bulk."""
+    from ..batch_embed import FUSE_MIN_IMAGES
+
+    parser.add_argument('--fuse', default='auto', choices=('auto', 'on', 'off'),
+                        help='compile the CPU tower with oneDNN Graph fusion before the first batch '
+                             '(a few seconds once, then faster batches: see docs/speed.md); auto: '
+                             'for %d images or more (default: auto)' % FUSE_MIN_IMAGES)
+
+
+def fuse_choice(args):
+    """``--fuse`` as :func:`~vseimageencoder.batch_embed.embed_files` takes it (None: auto)."""
+    return {'auto': None, 'on': True, 'off': False}[getattr(args, 'fuse', 'auto')]
+
+
 def progress_enabled(args) -> bool:
     return sys.stderr.isatty() if args.progress is None else args.progress
 

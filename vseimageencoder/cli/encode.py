@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import List, Optional
 
 from .common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED, Progress,
-                     bad_reading_args, logger, progress_enabled, progress_flags)
+                     bad_reading_args, fuse_choice, fuse_flag, logger, progress_enabled,
+                     progress_flags)
 
 
 def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int = 32,
                  progress: bool = False, device: str = 'cpu', precision: str = 'fp32',
-                 resize: Optional[str] = None, readers: Optional[int] = None) -> int:
+                 resize: Optional[str] = None, readers: Optional[int] = None,
+                 fuse: Optional[bool] = None) -> int:
     """Embed image files into ``out`` (float32 .npy, one row per readable image, in order)
     and ``<out stem>.files.txt`` (the file of each row). Returns the number skipped.
 
@@ -34,12 +36,13 @@ def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int 
     prov = checkpoint_provenance(core.checkpoint_path, resize, core.precision, core.options)
     prov.pop('checkpoint')  # a path of this machine, of any length: not in the fixed-size header
     return write_embeddings(core.model, core.embed_size, paths, out, batch_size, progress, resize,
-                            readers, provenance=prov)
+                            readers, provenance=prov, fuse=fuse)
 
 
 def write_embeddings(model, embed_size: int, paths: List[Path], out: Path, batch_size: int = 32,
                      progress: bool = False, resize: Optional[str] = None,
-                     readers: Optional[int] = None, provenance: Optional[dict] = None) -> int:
+                     readers: Optional[int] = None, provenance: Optional[dict] = None,
+                     fuse: Optional[bool] = None) -> int:
     """Embed image files with a prepared tower (a callable: float32 ``(B, 3, 224, 224)``
     tensor -> ``(B, embed_size)`` tensor) into ``out`` and ``<out stem>.files.txt``.
     Returns the number of files skipped as unreadable (each named in a warning, the name
@@ -48,7 +51,8 @@ def write_embeddings(model, embed_size: int, paths: List[Path], out: Path, batch
     ``readers`` threads (None: one per core, :func:`~vseimageencoder.threads.thread_budget`;
     0: read on this thread, nothing ahead) each decode and transform (``resize``: ``'fast'``
     or ``'exact'``, None for the default) a batch and run the tower on it with their share
-    of the cores (:func:`~vseimageencoder.batch_embed.embed_files`).
+    of the cores (:func:`~vseimageencoder.batch_embed.embed_files`, which also decides
+    ``fuse``: None fuses a CPU tower for many images).
     Memory is bounded by ``batch_size``: rows are streamed to temporary files beside
     ``out``, renamed into place only when every image was tried. On any abort nothing is
     left at ``out``.
@@ -67,7 +71,7 @@ def write_embeddings(model, embed_size: int, paths: List[Path], out: Path, batch
 
     try:
         done, skipped = embed_files(model, paths, lambda rows, pos: writer.write(rows, [paths[i] for i in pos]),
-                                    batch_size, resize, readers, unreadable, bar.update)
+                                    batch_size, resize, readers, unreadable, bar.update, fuse)
         bar.close(done, skipped)
         writer.commit()
     except BaseException:
@@ -105,6 +109,7 @@ def add_parser(sub):
                         'on it with cores/N torch threads; 0 reads on the main thread, the model '
                         'using every core (default: one per CPU core, 1 to 8; %d here)'
                         % thread_budget().reader_threads)
+    fuse_flag(e)
     progress_flags(e)
 
 
@@ -121,7 +126,8 @@ def run(args) -> int:
             logger.error('no image files found in %s', ', '.join(args.paths))
             return EXIT_ERROR
         skipped = encode_files(paths, args.model_path, Path(args.output), args.batch_size,
-                               progress, args.device, args.precision, args.resize, args.readers)
+                               progress, args.device, args.precision, args.resize, args.readers,
+                               fuse_choice(args))
     except KeyboardInterrupt:
         logger.error('interrupted; nothing written to %s', args.output)
         return EXIT_INTERRUPTED

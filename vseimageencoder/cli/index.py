@@ -3,7 +3,8 @@ import json
 import sys
 
 from .common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED, Progress,
-                     bad_reading_args, logger, progress_enabled, progress_flags)
+                     bad_reading_args, fuse_choice, fuse_flag, logger, progress_enabled,
+                     progress_flags)
 
 
 def add_parser(sub):
@@ -38,6 +39,7 @@ def add_parser(sub):
     e.add_argument('--rebuild', action='store_true',
                    help='embed every file again (e.g. with another checkpoint); the index starts over')
     e.add_argument('--json', action='store_true', help='print the counts as one JSON object')
+    fuse_flag(e)
     progress_flags(e)
 
 
@@ -74,7 +76,7 @@ def run(args) -> int:
     try:
         counts = update_index(args.index_dir, args.paths, args.model_path, args.batch_size, args.device,
                               args.precision, args.resize, args.readers, bar_update, args.rebuild,
-                              args.from_npy, report)
+                              args.from_npy, report, fuse_choice(args))
     except KeyboardInterrupt:
         if bar is not None:
             sys.stderr.write('\n')

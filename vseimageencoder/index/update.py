@@ -124,7 +124,8 @@ def update_index(directory: PathLike, paths: Sequence[PathLike] = (), model_path
                  resize: Optional[str] = None, readers: Optional[int] = None,
                  progress: Union[bool, Callable[[int, int, int], None], None] = False,
                  rebuild: bool = False, from_npy: Optional[PathLike] = None,
-                 on_unreadable: Optional[Callable[[str, str], None]] = None) -> Counts:
+                 on_unreadable: Optional[Callable[[str, str], None]] = None,
+                 fuse: Optional[bool] = None) -> Counts:
     """Create the index in ``directory`` or bring it up to date with the image files under
     ``paths`` (what ``vseimageencoder index DIR PATH...`` does); returns the :class:`Counts`.
 
@@ -140,6 +141,8 @@ def update_index(directory: PathLike, paths: Sequence[PathLike] = (), model_path
 
     ``on_unreadable(file, reason)`` hears of every file that could not be read (default: a
     logged warning). ``progress``: a callable ``(done, skipped, total)`` or True (log lines).
+    ``fuse``: as for :func:`~vseimageencoder.batch_embed.embed_files` (None: fuse a CPU tower
+    when at least ``FUSE_MIN_IMAGES`` files need embedding).
     Raises :class:`~vseimageencoder.index.store.IndexFormatError`, IndexLockedError,
     ProvenanceMismatchError, FileNotFoundError or ValueError with nothing written.
     """
@@ -197,7 +200,7 @@ def update_index(directory: PathLike, paths: Sequence[PathLike] = (), model_path
                 # Starting over drops the rows of files outside the given paths too.
                 counts.removed += sum(1 for p in live_before if p not in present and p not in indexed_here)
             _embed(w, todo, live_before, model_path, batch_size, device, precision, resize, readers,
-                   progress, rebuild, counts, unreadable)
+                   progress, rebuild, counts, unreadable, fuse)
         _finish(w)
     return counts
 
@@ -233,7 +236,7 @@ def _resolve_model(w: Writer, model_path, precision, resize, rebuild):
 
 
 def _embed(w: Writer, todo: List[_Found], live_before: Dict, model_path, batch_size, device, precision,
-           resize, readers, progress, rebuild, counts: Counts, unreadable) -> None:
+           resize, readers, progress, rebuild, counts: Counts, unreadable, fuse=None) -> None:
     from ..batch_embed import embed_files, reading_options
     from ..encoders import ImageEncoder
 
@@ -291,7 +294,8 @@ def _embed(w: Writer, todo: List[_Found], live_before: Dict, model_path, batch_s
         on_progress = lambda done, skipped: progress(done, skipped, total)  # noqa: E731
     elif progress:
         on_progress = _log_progress(total)
-    embed_files(core.model, [f.path for f in todo], write, batch_size, resize, readers, bad, on_progress)
+    embed_files(core.model, [f.path for f in todo], write, batch_size, resize, readers, bad, on_progress,
+                fuse)
     if w.dirty:
         w.commit()
 
