@@ -4,11 +4,16 @@
     .venv/bin/python benchmarks/lanes_ab.py ahead 12MP 1MP    # 1 or 2 batches in flight per lane
     .venv/bin/python benchmarks/lanes_ab.py serial 12MP 1MP   # towers free, or one at a time
     .venv/bin/python benchmarks/lanes_ab.py pin 12MP 1MP      # lanes float, or each pinned to a core
+    .venv/bin/python benchmarks/lanes_ab.py fuse 12MP 1MP     # the tower eager, or fused (encode end to end)
+    .venv/bin/python benchmarks/lanes_ab.py tower             # the tower alone, eager or fused, batch 1/8/32
 
 On a VM whose speed drifts with the host's other guests, single runs swing by 2x, so each
 check alternates its two settings run after run (A B, B A, ...) and reports the median of the
-paired ratios B / A. ``ahead``, ``serial`` and ``pin`` run ``encode``'s own ``write_embeddings`` on 24
-generated JPEGs per set (ResNet-152 random weights, ``precision='auto'``, batch 8). ``cores``
+paired ratios B / A. ``ahead``, ``serial``, ``pin`` and ``fuse`` run ``encode``'s own
+``write_embeddings`` on 24 generated JPEGs per set (ResNet-152 random weights,
+``precision='auto'``, batch 8; ``fuse`` against a second copy of the tower fused for the lanes'
+batches). ``tower`` times the tower alone on prepared batches, eager against fused for that
+batch size, with 1 torch thread and with 2, alternating pass by pass. ``cores``
 times a Python loop, an fp32 and a bf16 2048x2048 matrix product (one torch thread) in one
 process, then in two processes at once, and prints the throughput of two over one.
 """
@@ -97,7 +102,14 @@ def paired(check, sets, runs):
             os.sched_setaffinity(0, {pinned_threads[me]})
         return model(x)
 
+    fused = None
+    if check == 'fuse':
+        from vseimageencoder.threads import torch_threads
+        fused = InferenceTower(load_tower(str(ckpt))[0], 'auto')
+        with torch_threads(1):  # as each of the 2 lanes runs it
+            assert fused.fuse(lanes.chunk_size(24, 8, 2)), 'the tower could not be fused here'
     settings = {'ahead': (('1 per lane', model, 1), ('2 per lane', model, 2)),
+                'fuse': (('eager', model, lanes.AHEAD_PER_LANE), ('fused', fused, lanes.AHEAD_PER_LANE)),
                 'serial': (('towers free', model, lanes.AHEAD_PER_LANE),
                            ('one tower at a time', one_at_a_time, lanes.AHEAD_PER_LANE)),
                 'pin': (('lanes float', model, lanes.AHEAD_PER_LANE),
@@ -111,7 +123,8 @@ def paired(check, sets, runs):
                 lanes.AHEAD_PER_LANE = ahead
                 pinned_threads.clear()
                 t = time.perf_counter()
-                write_embeddings(m, model.embed_size, paths, tmp / 'out.npy', 8, False, 'fast', None)
+                write_embeddings(m, model.embed_size, paths, tmp / 'out.npy', 8, False, 'fast', None,
+                                 fuse=False)  # the fused copy stays fused; the eager one eager
                 rates[label].append(len(paths) / (time.perf_counter() - t))
         lanes.AHEAD_PER_LANE = default_ahead
         a, b = (rates[s[0]] for s in settings)
@@ -119,9 +132,44 @@ def paired(check, sets, runs):
                                             float(np.median([y / x for x, y in zip(a, b)]))), flush=True)
 
 
+def tower(runs):
+    import torch
+
+    from tests.vsepp_release import write_release_checkpoint
+    from vseimageencoder.checkpoint import load_tower
+    from vseimageencoder.inference import InferenceTower
+    from vseimageencoder.threads import torch_threads
+
+    tmp = Path(tempfile.mkdtemp(prefix='lanes_ab.'))
+    ckpt = tmp / 'model_best.pth.tar'
+    write_release_checkpoint(ckpt, 'resnet152', legacy=True, seed=1, text=False)
+    eager = InferenceTower(load_tower(str(ckpt))[0], 'auto')
+    for b in (1, 8, 32):
+        fused = InferenceTower(load_tower(str(ckpt))[0], 'auto')
+        x = torch.from_numpy(np.random.RandomState(b).randn(b, 3, 224, 224).astype(np.float32))
+        for threads in (1, 2):
+            with torch_threads(threads):
+                assert fused.fuse(b), 'the tower could not be fused here'
+                eager(x), fused(x)  # warm-up at this thread count
+                cos = float(torch.nn.functional.cosine_similarity(eager(x), fused(x)).min())
+                times = {'eager': [], 'fused': []}
+                for r in range(runs):
+                    for label, m in ((('eager', eager), ('fused', fused)) if r % 2 == 0
+                                     else (('fused', fused), ('eager', eager))):
+                        t = time.perf_counter()
+                        m(x)
+                        times[label].append((time.perf_counter() - t) / b * 1e3)
+            a, f = times['eager'], times['fused']
+            print('| %d | %d | %.1f | %.1f | %.2fx | %.6f |' % (
+                b, threads, float(np.median(a)), float(np.median(f)),
+                float(np.median([x / y for x, y in zip(a, f)])), cos), flush=True)
+            fused.fused_batch_size = None  # fuse again at the next thread count
+        del fused
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('check', choices=('cores', 'ahead', 'serial', 'pin'))
+    ap.add_argument('check', choices=('cores', 'ahead', 'serial', 'pin', 'fuse', 'tower'))
     ap.add_argument('sets', nargs='*', default=['12MP', '1MP'])
     ap.add_argument('--runs', type=int, default=6, help='runs of each setting, alternating (default: 6)')
     args = ap.parse_args()
@@ -132,9 +180,14 @@ def main():
         print('| round | work | 1 process | 2 processes at once | throughput, 2 over 1 |')
         print('|---|---|---|---|---|')
         cores(max(1, args.runs // 3))
+    elif args.check == 'tower':
+        print('| batch | torch threads | eager ms/img (median) | fused ms/img (median) | '
+              'median of paired ratios, eager / fused | min cosine fused to eager |')
+        print('|---|---|---|---|---|---|')
+        tower(args.runs)
     else:
         a, b = {'ahead': ('1 per lane', '2 per lane'), 'serial': ('towers free', 'one tower at a time'),
-                'pin': ('lanes float', 'each lane pinned to a core')}[args.check]
+                'pin': ('lanes float', 'each lane pinned to a core'), 'fuse': ('eager', 'fused')}[args.check]
         print('| photos | %s img/s | %s img/s | median of paired ratios, %s / %s |' % (a, b, b, a))
         print('|---|---|---|---|')
         paired(args.check, args.sets, args.runs)
