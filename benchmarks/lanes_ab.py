@@ -149,7 +149,9 @@ def tower(runs):
         x = torch.from_numpy(np.random.RandomState(b).randn(b, 3, 224, 224).astype(np.float32))
         for threads in (1, 2):
             with torch_threads(threads):
+                t = time.perf_counter()
                 assert fused.fuse(b), 'the tower could not be fused here'
+                fuse_s = time.perf_counter() - t
                 eager(x), fused(x)  # warm-up at this thread count
                 cos = float(torch.nn.functional.cosine_similarity(eager(x), fused(x)).min())
                 times = {'eager': [], 'fused': []}
@@ -160,9 +162,9 @@ def tower(runs):
                         m(x)
                         times[label].append((time.perf_counter() - t) / b * 1e3)
             a, f = times['eager'], times['fused']
-            print('| %d | %d | %.1f | %.1f | %.2fx | %.6f |' % (
+            print('| %d | %d | %.1f | %.1f | %.2fx | %.6f | %.1f |' % (
                 b, threads, float(np.median(a)), float(np.median(f)),
-                float(np.median([x / y for x, y in zip(a, f)])), cos), flush=True)
+                float(np.median([x / y for x, y in zip(a, f)])), cos, fuse_s), flush=True)
             fused.fused_batch_size = None  # fuse again at the next thread count
         del fused
 
@@ -182,8 +184,8 @@ def main():
         cores(max(1, args.runs // 3))
     elif args.check == 'tower':
         print('| batch | torch threads | eager ms/img (median) | fused ms/img (median) | '
-              'median of paired ratios, eager / fused | min cosine fused to eager |')
-        print('|---|---|---|---|---|---|')
+              'median of paired ratios, eager / fused | min cosine fused to eager | fuse() s |')
+        print('|---|---|---|---|---|---|---|')
         tower(args.runs)
     else:
         a, b = {'ahead': ('1 per lane', '2 per lane'), 'serial': ('towers free', 'one tower at a time'),
