@@ -6,7 +6,7 @@ same run, with every candidate pipeline side by side.
 
 **The tower** (``--tower``): by default fused for the run's batch size
 (:meth:`~vseimageencoder.inference.InferenceTower.fuse`, what ``encode`` and ``index`` run
-for 256 images or more); the bound, the all-cores figure, the two-core ceiling and every
+for 256 images or more); the bound, the all-cores figure and every
 candidate but ``lanes-eager`` run it. The reference rows run the unfused tower, so the
 cosines include what fusion changes.
 
@@ -31,14 +31,6 @@ that work at once (one thread per core), ``cores / (decode_busy + tower_busy)``.
 clocks a lone busy core higher than all of them (turbo), or cores that share a memory bus,
 give less than ``cores`` times the lone figure; this says how much less, and pipelines are
 shown against both.
-
-And **the two-core ceiling**: the bound's own work (the reduced decode of a batch, then the
-tower on it) on every core at once, half the threads starting with the tower so decodes and
-towers overlap as in lanes, each thread warmed up before the clock starts. It is measured
-before the first round and after each, like the bound, and each round's runs are shown
-against the mean of the two around them: the gap to it is what a pipeline loses by itself
-(resize and normalise, Python work, queues, the writer, an uneven end), apart from what the
-machine's two busy cores lose against twice one.
 
 Both sides are measured in every round (``--repeats``): a shared VM's speed drifts by up to
 2x within seconds (other guests on the host), so a bound measured once would be compared with
@@ -205,51 +197,6 @@ def _busy_seconds(model, paths, batch_size, cores, batches=2):
     all_cores(lambda: (torch.set_num_threads(1), model(x)))  # warm-up of each thread
     tower = all_cores(tower_runs) * cores / (cores * batches * batch_size)
     return decode, tower
-
-
-def _ceiling_seconds(model, paths, batch_size, cores, batches=2):
-    """Core-seconds per image of the bound's own work with every core doing it at once: each
-    core (one thread, one torch thread) runs ``batches`` times the reduced decode of
-    ``batch_size`` photos and the tower on a prepared batch of that size; half the threads
-    start with the tower, so decodes and towers overlap as they do in lanes.
-
-    This is the bound's sum measured under the load a pipeline puts on the machine (every
-    core busy), so it carries whatever two busy cores lose against twice one (a lone core
-    clocked higher, a shared memory bus, the host's scheduling of a guest's second vCPU); a
-    pipeline pays for its resize, normalise, Python work, queues and writer out of the gap.
-    """
-    import threading
-
-    import torch
-
-    x = torch.from_numpy(np.random.RandomState(0).randn(batch_size, 3, 224, 224).astype(np.float32))
-    todo = [paths[i % len(paths)] for i in range(batch_size)]
-    # Each thread warms up (its OpenMP state, the tower at this batch shape) before the
-    # clock starts; the clock runs from the barrier to the last thread's end.
-    ready = threading.Barrier(cores + 1)
-
-    def core(k):
-        torch.set_num_threads(1)
-        model(x)
-        ready.wait()
-        for b in range(batches):
-            if (b + k) % 2:
-                model(x)
-                for p in todo:
-                    _decode_one(p)
-            else:
-                for p in todo:
-                    _decode_one(p)
-                model(x)
-
-    threads = [threading.Thread(target=core, args=(k,)) for k in range(cores)]
-    for th in threads:
-        th.start()
-    ready.wait()
-    t = time.perf_counter()
-    for th in threads:
-        th.join()
-    return (time.perf_counter() - t) / (batches * batch_size)
 
 
 # ----------------------------------------------------------------------------- candidates
@@ -512,12 +459,10 @@ def main(argv=None):
                 best = {c: 0.0 for c in args.candidates}
                 loads = {c: [] for c in args.candidates}
                 ratios = {c: [] for c in args.candidates}
-                ceiling_ratios = {c: [] for c in args.candidates}
-                round_bounds, round_ceilings = [], []
+                round_bounds = []
                 cos = {}
                 decode = stage_rest = tower_s = None
                 busy_decode = busy_tower = None
-                ceiling_cost = None
                 tower_by_threads = {}
 
                 def bound_sample():
@@ -533,14 +478,7 @@ def main(argv=None):
                         tower_by_threads[k] = min(v, tower_by_threads.get(k, v))
                     return d + tw
 
-                def ceiling_sample():
-                    nonlocal ceiling_cost
-                    c = _ceiling_seconds(model, distinct, args.batch_size, cores)
-                    ceiling_cost = c if ceiling_cost is None else min(c, ceiling_cost)
-                    return c
-
                 before = bound_sample()
-                before_ceiling = ceiling_sample()
                 for r in range(args.repeats):
                     order = args.candidates[r % len(args.candidates):] + args.candidates[:r % len(args.candidates)]
                     rates = {}
@@ -555,15 +493,11 @@ def main(argv=None):
                     # The round's runs are bracketed by a bound measured right before and right
                     # after them (the next round's "before"): each counts against the mean cost.
                     after = bound_sample()
-                    after_ceiling = ceiling_sample()
                     round_bound = cores / ((before + after) / 2)
-                    round_ceiling = cores / ((before_ceiling + after_ceiling) / 2)
                     round_bounds.append(round_bound)
-                    round_ceilings.append(round_ceiling)
                     for c in order:
                         ratios[c].append(rates[c] / round_bound)
-                        ceiling_ratios[c].append(rates[c] / round_ceiling)
-                    before, before_ceiling = after, after_ceiling
+                    before = after
                     bd, bt = _busy_seconds(model, distinct, args.batch_size, cores)
                     if busy_decode is None or bd + bt < busy_decode + busy_tower:
                         busy_decode, busy_tower = bd, bt
@@ -582,31 +516,21 @@ def main(argv=None):
                           '%d / (%.1f + %.1f) ms = **%.2f img/s** (%.2fx the bound above).' % (
                               busy_decode * 1e3, busy_tower * 1e3, cores, busy_decode * 1e3, busy_tower * 1e3,
                               busy_bound, busy_bound / bound), '',
-                          'The bound\'s own work (reduced decode, then the tower on the batch) on every core at '
-                          'once, bracketing each round like the bound (the two-core ceiling): best %.2f img/s '
-                          '(%.2fx the bound); per round, against the bound: %s.' % (
-                              cores / ceiling_cost, cores / ceiling_cost / bound,
-                              ' '.join('%.2f' % (c / b) for c, b in zip(round_ceilings, round_bounds))), '',
                           '| candidate | img/s (best round) | x bound (best / best) | median of the rounds\' '
                           'x bound (each against the bound measured before and after it) | x all-cores-busy figure (best / best) | '
-                          'median of the rounds\' x two-core ceiling | '
                           'min cosine to exact | min centred cosine | load avg at each run |',
-                          '|---|---:|---:|---:|---:|---:|---:|---:|---|']
+                          '|---|---:|---:|---:|---:|---:|---:|---|']
                 prof = _profile_lanes(model, paths, args.batch_size, cores)
                 for c in args.candidates:
-                    lines.append('| %s | %.2f | %.2fx | %.2fx | %.2fx | %.2fx | %.6f | %.5f | %s |' % (
+                    lines.append('| %s | %.2f | %.2fx | %.2fx | %.2fx | %.6f | %.5f | %s |' % (
                         DESCRIBE[c] % sub, best[c], best[c] / bound, float(np.median(ratios[c])),
-                        best[c] / busy_bound, float(np.median(ceiling_ratios[c])),
+                        best[c] / busy_bound,
                         cos[c][0], cos[c][1],
                         ' '.join('%.2f' % x for x in loads[c])))
                     print(lines[-1], file=sys.stderr)
                 lines += [''] + ['Per-round x bound, %s: %s (median %.2fx, quartiles %.2fx-%.2fx).' % (
                     c, ' '.join('%.2f' % x for x in ratios[c]), float(np.median(ratios[c])),
                     float(np.percentile(ratios[c], 25)), float(np.percentile(ratios[c], 75)))
-                    for c in args.candidates]
-                lines += ['Per-round x two-core ceiling, %s: %s (median %.2fx, quartiles %.2fx-%.2fx).' % (
-                    c, ' '.join('%.2f' % x for x in ceiling_ratios[c]), float(np.median(ceiling_ratios[c])),
-                    float(np.percentile(ceiling_ratios[c], 25)), float(np.percentile(ceiling_ratios[c], 75)))
                     for c in args.candidates]
                 lines += ['Per-round bound (img/s, mean of the measurements before and after the round): %s.'
                           % ' '.join('%.1f' % b for b in round_bounds)]
