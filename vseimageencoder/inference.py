@@ -5,6 +5,8 @@ batch norms folded into the convolutions before them, channels-last activations 
 layout oneDNN and cuDNN convolutions prefer), an optional reduced-precision backbone, and
 on CUDA pinned host memory with non-blocking copies. The projection head always runs in
 float32, so outputs are float32 and L2-normalised whatever the backbone precision.
+On a CPU, :meth:`InferenceTower.fuse` also compiles the backbone with oneDNN Graph fusion
+(:mod:`vseimageencoder.fusion`), which bulk jobs do by default.
 """
 import logging
 import os
