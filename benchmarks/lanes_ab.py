@@ -132,7 +132,7 @@ def paired(check, sets, runs):
                                             float(np.median([y / x for x, y in zip(a, b)]))), flush=True)
 
 
-def tower(runs):
+def tower(runs, precision='auto'):
     import torch
 
     from tests.vsepp_release import write_release_checkpoint
@@ -143,9 +143,11 @@ def tower(runs):
     tmp = Path(tempfile.mkdtemp(prefix='lanes_ab.'))
     ckpt = tmp / 'model_best.pth.tar'
     write_release_checkpoint(ckpt, 'resnet152', legacy=True, seed=1, text=False)
-    eager = InferenceTower(load_tower(str(ckpt))[0], 'auto')
+    eager = InferenceTower(load_tower(str(ckpt))[0], precision)
+    print('Tower: resnet152 random weights, precision %s (-> %s).' % (precision, eager.precision))
+    print()
     for b in (1, 8, 32):
-        fused = InferenceTower(load_tower(str(ckpt))[0], 'auto')
+        fused = InferenceTower(load_tower(str(ckpt))[0], precision)
         x = torch.from_numpy(np.random.RandomState(b).randn(b, 3, 224, 224).astype(np.float32))
         for threads in (1, 2):
             with torch_threads(threads):
@@ -174,6 +176,8 @@ def main():
     ap.add_argument('check', choices=('cores', 'ahead', 'serial', 'pin', 'fuse', 'tower'))
     ap.add_argument('sets', nargs='*', default=['12MP', '1MP'])
     ap.add_argument('--runs', type=int, default=6, help='runs of each setting, alternating (default: 6)')
+    ap.add_argument('--precision', default='auto', choices=('fp32', 'bf16', 'fp16', 'auto'),
+                    help='the tower\'s precision for the tower check (default: auto)')
     args = ap.parse_args()
     from benchmarks.ann_bench import cpu_name
     print('Machine: %s, 2 cores. Date: %s UTC.' % (cpu_name(), time.strftime('%Y-%m-%d %H:%M', time.gmtime())))
@@ -186,7 +190,7 @@ def main():
         print('| batch | torch threads | eager ms/img (median) | fused ms/img (median) | '
               'median of paired ratios, eager / fused | min cosine fused to eager | fuse() s |')
         print('|---|---|---|---|---|---|---|')
-        tower(args.runs)
+        tower(args.runs, args.precision)
     else:
         a, b = {'ahead': ('1 per lane', '2 per lane'), 'serial': ('towers free', 'one tower at a time'),
                 'pin': ('lanes float', 'each lane pinned to a core'), 'fuse': ('eager', 'fused')}[args.check]
