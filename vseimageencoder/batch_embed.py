@@ -58,8 +58,8 @@ def embed_files(model, paths: Sequence, write: BatchWriter, batch_size: int = 32
 
     ``fuse``: compile a CPU tower's backbone with oneDNN Graph fusion for the batches this
     run makes (``model.fuse``, :mod:`vseimageencoder.fusion`) before the first one; None
-    (the default) fuses when there are at least :data:`FUSE_MIN_IMAGES` paths. A model without ``fuse`` runs as
-    given.
+    (the default) fuses when there are at least :data:`FUSE_MIN_IMAGES` paths. A model
+    without ``fuse`` runs as given.
     """
     import torch
 

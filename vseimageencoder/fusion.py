@@ -5,8 +5,8 @@ output, then the ReLU and the residual add read it back and write it again. oneD
 compiles a traced, frozen backbone into partitions that apply the ReLU and the add inside
 the convolution, so activations cross memory once per layer instead of up to three times,
 and the Python dispatch of some 500 modules per pass goes away. On a CPU with AMX,
-ResNet-152 in bf16 at batch 8 ran about twice as fast on one thread, and ``encode`` on
-12 MP photos about 1.4x (docs/speed.md, "The fused tower").
+ResNet-152 in bf16 ran 1.6-2.5x as fast as eager, and ``encode`` 1.2x on 12 MP and 1.5x on
+1 MP photos (docs/speed.md, "The fused tower").
 
 TorchScript's profiling executor specialises the fused graph to the batch shape it saw
 while warming up; batches of other sizes run an unfused graph that computes what eager
@@ -14,7 +14,7 @@ does. Start-up costs a trace at batch 1, a freeze and three passes at the batch 
 seconds for ResNet-152 on 2 cores), which is why bulk jobs fuse and single requests do not
 (:data:`~vseimageencoder.batch_embed.FUSE_MIN_IMAGES`).
 
-TorchScript is deprecated upstream (torch 2.10 and later warn on trace and freeze). Where it
+TorchScript is deprecated upstream (torch 2.14 warns on trace and freeze; 2.8 does not). Where it
 is missing or a step fails, :func:`fuse_backbone` logs why and the caller keeps the eager
 backbone: fusion only ever changes speed.
 """
@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 #: Passes at the batch shape after freezing: TorchScript profiles the shapes on the first,
 #: compiles the fused graph on the next, and runs it from then on.
 WARMUP_PASSES = 3
-
 
 #: A fused backbone whose features on the warm-up batch fall below this cosine to the eager
 #: backbone's is not used (bf16 kernels that differ in summation order stay above 0.9999).
@@ -63,7 +62,7 @@ def fuse_backbone(cnn: nn.Module, example: torch.Tensor) -> Optional[torch.jit.S
     was_enabled = torch._C._jit_llga_enabled()
     try:
         with warnings.catch_warnings():
-            # torch >= 2.10 deprecates these calls; the module docstring says what happens
+            # Recent torch deprecates these calls; the module docstring says what happens
             # when they go away, so the warning would only repeat it at every start-up.
             warnings.filterwarnings('ignore', message=r'.*torch\.jit\.\w+` is deprecated')
             torch.jit.enable_onednn_fusion(True)
