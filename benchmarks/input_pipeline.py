@@ -6,7 +6,7 @@ same run, with every candidate pipeline side by side.
 
 **The tower** (``--tower``): by default fused for the run's batch size
 (:meth:`~vseimageencoder.inference.InferenceTower.fuse`, what ``encode`` and ``index`` run
-for 256 images or more); the bound, the all-cores figure and every
+in bf16 for 256 images or more); the bound, the all-cores figure and every
 candidate but ``lanes-eager`` run it. The reference rows run the unfused tower, so the
 cosines include what fusion changes.
 

@@ -14,9 +14,9 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-#: ``embed_files`` (so ``encode``, ``index`` and ``evaluate``) fuses a CPU tower
-#: (:mod:`vseimageencoder.fusion`) by default when it embeds at least this many images: the
-#: few seconds of start-up are repaid after a few hundred.
+#: ``embed_files`` (so ``encode``, ``index`` and ``evaluate``) fuses a CPU tower in reduced
+#: precision (:mod:`vseimageencoder.fusion`) by default when it embeds at least this many
+#: images: the few seconds of start-up are repaid after a few hundred.
 FUSE_MIN_IMAGES = 256
 
 #: ``write(rows, positions)``: float32 ``(B, D)`` embeddings of ``paths[p]`` for each ``p`` in
@@ -58,8 +58,9 @@ def embed_files(model, paths: Sequence, write: BatchWriter, batch_size: int = 32
 
     ``fuse``: compile a CPU tower's backbone with oneDNN Graph fusion for the batches this
     run makes (``model.fuse``, :mod:`vseimageencoder.fusion`) before the first one; None
-    (the default) fuses when there are at least :data:`FUSE_MIN_IMAGES` paths. A model
-    without ``fuse`` runs as given.
+    (the default) fuses a ``bf16`` or ``fp16`` tower when there are at least
+    :data:`FUSE_MIN_IMAGES` paths (fp32 gains less and pays more to fuse: pass True). A
+    model without ``fuse`` runs as given.
     """
     import torch
 
@@ -78,7 +79,7 @@ def embed_files(model, paths: Sequence, write: BatchWriter, batch_size: int = 32
                                      on_progress)
     paths = list(paths)
     if fuse is None:
-        fuse = len(paths) >= FUSE_MIN_IMAGES
+        fuse = len(paths) >= FUSE_MIN_IMAGES and getattr(model, 'precision', 'fp32') in ('bf16', 'fp16')
     if readers != 0:
         # Lanes (vseimageencoder/lanes.py): each reader thread reads a batch and runs the
         # tower on it with its share of the cores torch may use; readers feeding a tower on

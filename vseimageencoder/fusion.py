@@ -10,9 +10,12 @@ ResNet-152 in bf16 ran 1.6-2.5x as fast as eager, and ``encode`` 1.2x on 12 MP a
 
 TorchScript's profiling executor specialises the fused graph to the batch shape it saw
 while warming up; batches of other sizes run an unfused graph that computes what eager
-does. Start-up costs a trace at batch 1, a freeze and three passes at the batch size (a few
-seconds for ResNet-152 on 2 cores), which is why bulk jobs fuse and single requests do not
-(:data:`~vseimageencoder.batch_embed.FUSE_MIN_IMAGES`).
+does. Start-up costs a trace at batch 1, a freeze, two passes at the batch size and one
+eager pass to check the result (a few seconds for ResNet-152 in bf16 on 2 cores), which is
+why only bulk jobs in reduced precision fuse by default
+(:data:`~vseimageencoder.batch_embed.FUSE_MIN_IMAGES`). In fp32 the fuser leaves the
+arithmetic as eager's (bit-identical features here) and the gain is smaller (1.1-1.5x,
+what TorchScript saves in dispatch), while each pass costs five times as much.
 
 TorchScript is deprecated upstream (torch 2.14 warns on trace and freeze; 2.8 does not). Where it
 is missing or a step fails, :func:`fuse_backbone` logs why and the caller keeps the eager
@@ -27,9 +30,10 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-#: Passes at the batch shape after freezing: TorchScript profiles the shapes on the first,
-#: compiles the fused graph on the next, and runs it from then on.
-WARMUP_PASSES = 3
+#: Passes at the batch shape after freezing: TorchScript profiles the shapes on the first
+#: (computing what eager does) and compiles and runs the fused graph from the second on, so
+#: the last pass's features are the fused graph's, which are checked against eager.
+WARMUP_PASSES = 2
 
 #: A fused backbone whose features on the warm-up batch fall below this cosine to the eager
 #: backbone's is not used (bf16 kernels that differ in summation order stay above 0.9999).

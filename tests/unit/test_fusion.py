@@ -154,3 +154,19 @@ def test_embed_files_fuses_bulk_jobs_only(small_release, photos, readers):
     off = InferenceTower(load_tower(path)[0], 'fp32')
     _embed(off, photos, readers=readers, fuse=False)
     assert off.fused_batch_size is None
+
+
+def test_auto_fuses_reduced_precision_from_the_threshold_on(small_release, photos, monkeypatch):
+    from vseimageencoder import batch_embed
+    path = small_release[0]
+    monkeypatch.setattr(batch_embed, 'FUSE_MIN_IMAGES', len(photos))  # as if this were a bulk job
+    fp32 = InferenceTower(load_tower(path)[0], 'fp32')
+    _embed(fp32, photos)
+    assert fp32.fused_batch_size is None  # fp32 gains little for its cost: only when asked
+    bf16 = InferenceTower(load_tower(path)[0], 'bf16')
+    _embed(bf16, photos)
+    assert bf16.fused_batch_size == 2
+    monkeypatch.setattr(batch_embed, 'FUSE_MIN_IMAGES', len(photos) + 1)
+    fewer = InferenceTower(load_tower(path)[0], 'bf16')
+    _embed(fewer, photos)
+    assert fewer.fused_batch_size is None

@@ -23,7 +23,7 @@ def fuse_flag(parser):
     parser.add_argument('--fuse', default='auto', choices=('auto', 'on', 'off'),
                         help='compile the CPU tower with oneDNN Graph fusion before the first batch '
                              '(a few seconds once, then faster batches: see docs/speed.md); auto: '
-                             'for %d images or more (default: auto)' % FUSE_MIN_IMAGES)
+                             'in bf16 or fp16, for %d images or more (default: auto)' % FUSE_MIN_IMAGES)
 
 
 def fuse_choice(args):
