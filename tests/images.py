@@ -1,4 +1,6 @@
 """Real image files for the tests, and an independent reference of the VSE++ transform."""
+from pathlib import Path
+
 import numpy as np
 import torch
 from PIL import Image
@@ -68,3 +70,17 @@ def write_image_set(folder, seed=0):
 @torch.no_grad()
 def reference_batch(pil_images):
     return np.stack([reference_transform(im) for im in pil_images])
+
+
+def write_noise_images(folder, count, height, width, seed=0, suffix='.png', digits=1):
+    """``count`` images of uniform random RGB pixels in ``folder`` (made if missing), named
+    ``0.png``, ``1.png``... (numbers zero-padded to ``digits``); returns their paths in order."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.RandomState(seed)
+    paths = []
+    for i in range(count):
+        path = folder / ('%0*d%s' % (digits, i, suffix))
+        Image.fromarray(rng.randint(0, 256, (height, width, 3), np.uint8)).save(str(path))
+        paths.append(path)
+    return paths

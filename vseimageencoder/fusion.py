@@ -13,9 +13,9 @@ while warming up; batches of other sizes run an unfused graph that computes what
 does. Start-up costs a trace at batch 1, a freeze, two passes at the batch size and one
 eager pass to check the result (a few seconds for ResNet-152 in bf16 on 2 cores), which is
 why only bulk jobs in reduced precision fuse by default
-(:data:`~vseimageencoder.batch_embed.FUSE_MIN_IMAGES`). In fp32 the fuser leaves the
-arithmetic as eager's (bit-identical features here) and the gain is smaller (1.1-1.5x,
-what TorchScript saves in dispatch), while each pass costs five times as much.
+(:data:`~vseimageencoder.batch_embed.FUSE_MIN_IMAGES`). In fp32 the fuser seems to leave the
+arithmetic as eager's (bit-identical features in an ad hoc check), the gain is smaller
+(1.1-1.5x) and each pass costs five times as much.
 
 TorchScript is deprecated upstream (torch 2.14 warns on trace and freeze; 2.8 does not). Where it
 is missing or a step fails, :func:`fuse_backbone` logs why and the caller keeps the eager

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import vseimageencoder
-from tests.images import reference_batch, write_image_set
+from tests.images import reference_batch, write_image_set, write_noise_images
 from tests.vsepp_release import reference_embed
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -230,10 +230,7 @@ def test_bad_reading_flags(tmp_path, small_release):
 
 def test_fuse_flag_same_rows_and_logged(tmp_path, small_release):
     d = tmp_path / 'imgs'
-    d.mkdir()
-    rng = np.random.RandomState(6)
-    for i in range(5):
-        Image.fromarray(rng.randint(0, 256, (60, 80, 3), np.uint8)).save(str(d / ('%d.png' % i)))
+    write_noise_images(d, 5, 60, 80, seed=6)
     rows = {}
     for choice in ('on', 'off'):
         out = tmp_path / ('%s.npy' % choice)

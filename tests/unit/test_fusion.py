@@ -6,8 +6,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
+from tests.images import write_noise_images
 from tests.vsepp_release import reference_embed
 from vseimageencoder.batch_embed import FUSE_MIN_IMAGES, embed_files
 from vseimageencoder.checkpoint import load_tower
@@ -122,14 +121,7 @@ def test_fuse_is_a_no_op_for_precomputed_features(tmp_path):
 
 @pytest.fixture(scope='module')
 def photos(tmp_path_factory):
-    folder = tmp_path_factory.mktemp('fuse-photos')
-    paths = []
-    rng = np.random.RandomState(2)
-    for i in range(6):
-        p = folder / ('%d.jpg' % i)
-        Image.fromarray(rng.randint(0, 256, (90, 120, 3), np.uint8)).save(str(p), quality=90)
-        paths.append(p)
-    return paths
+    return write_noise_images(tmp_path_factory.mktemp('fuse-photos'), 6, 90, 120, seed=2, suffix='.jpg')
 
 
 def _embed(model, paths, **kw):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.images import write_noise_images
 from vseimageencoder import preprocess as pp
 
 ENV = dict(os.environ, PYTHONUNBUFFERED='1')
@@ -156,10 +157,7 @@ def test_ctrl_c_ends_a_run_whose_readers_are_blocked_in_io(tmp_path):
 
 def test_ctrl_c_ends_encode_within_a_second(tmp_path, small_release):
     photos = tmp_path / 'photos'
-    photos.mkdir()
-    rng = np.random.RandomState(0)
-    for i in range(300):
-        Image.fromarray(rng.randint(0, 255, (48, 64, 3), np.uint8)).save(str(photos / ('%03d.png' % i)))
+    write_noise_images(photos, 300, 48, 64, digits=3)
     out_dir = tmp_path / 'out'
     out_dir.mkdir()
     out = out_dir / 'emb.npy'
