@@ -239,21 +239,14 @@ def _run_candidate(name, model, paths, batch_size, cores, tmp, pool, eager=None)
     from vseimageencoder import preprocess as pp
 
     fast = functools.partial(pp.transform, resize='fast')
-    if name == 'lanes-eager':
+    if name in ('lanes', 'lanes-eager', 'lanes-exact'):
+        # encode's own write_embeddings; lanes-eager with the unfused tower, kept unfused.
         from vseimageencoder.cli.encode import write_embeddings
+        m, fuse = (eager, False) if name == 'lanes-eager' else (model, None)
         out = tmp / 'lanes.npy'
-        write_embeddings(eager, eager.embed_size, paths, out, batch_size, False, 'fast', None, fuse=False)
-        return np.load(str(out))
-    if name == 'lanes':
-        from vseimageencoder.cli.encode import write_embeddings
-        out = tmp / 'lanes.npy'
-        skipped = write_embeddings(model, model.embed_size, paths, out, batch_size, False, 'fast', None)
+        skipped = write_embeddings(m, m.embed_size, paths, out, batch_size, False,
+                                   'exact' if name == 'lanes-exact' else 'fast', None, fuse=fuse)
         assert skipped == 0
-        return np.load(str(out))
-    if name == 'lanes-exact':
-        from vseimageencoder.cli.encode import write_embeddings
-        out = tmp / 'lanes.npy'
-        write_embeddings(model, model.embed_size, paths, out, batch_size, False, 'exact', None)
         return np.load(str(out))
     if name == 'tv-decode':
         from vseimageencoder.gpu_decode import load_batch

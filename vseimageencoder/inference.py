@@ -201,9 +201,10 @@ class InferenceTower(nn.Module):
         if self.fused_batch_size == batch_size:
             return True
         from .fusion import fuse_backbone
+        from .preprocess import CHANNELS, CROP
 
         g = torch.Generator().manual_seed(0)
-        example = torch.randn(batch_size, 3, 224, 224, generator=g).to(self.dtype)
+        example = torch.randn(batch_size, CHANNELS, CROP, CROP, generator=g).to(self.dtype)
         if self.channels_last:
             example = example.contiguous(memory_format=torch.channels_last)
         fused = fuse_backbone(self.tower.cnn, example)

@@ -52,7 +52,7 @@ def write_embeddings(model, embed_size: int, paths: List[Path], out: Path, batch
     0: read on this thread, nothing ahead) each decode and transform (``resize``: ``'fast'``
     or ``'exact'``, None for the default) a batch and run the tower on it with their share
     of the cores (:func:`~vseimageencoder.batch_embed.embed_files`, which also decides
-    ``fuse``: None fuses a CPU tower for many images).
+    ``fuse``: None fuses a bf16 or fp16 CPU tower for many images).
     Memory is bounded by ``batch_size``: rows are streamed to temporary files beside
     ``out``, renamed into place only when every image was tried. On any abort nothing is
     left at ``out``.

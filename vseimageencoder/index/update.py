@@ -141,8 +141,8 @@ def update_index(directory: PathLike, paths: Sequence[PathLike] = (), model_path
 
     ``on_unreadable(file, reason)`` hears of every file that could not be read (default: a
     logged warning). ``progress``: a callable ``(done, skipped, total)`` or True (log lines).
-    ``fuse``: as for :func:`~vseimageencoder.batch_embed.embed_files` (None: fuse a CPU tower
-    when at least ``FUSE_MIN_IMAGES`` files need embedding).
+    ``fuse``: as for :func:`~vseimageencoder.batch_embed.embed_files` (None: fuse a bf16 or
+    fp16 CPU tower when at least ``FUSE_MIN_IMAGES`` files need embedding).
     Raises :class:`~vseimageencoder.index.store.IndexFormatError`, IndexLockedError,
     ProvenanceMismatchError, FileNotFoundError or ValueError with nothing written.
     """
