@@ -68,6 +68,11 @@ def cores(rounds):
 
 
 def paired(check, sets, runs):
+    with tempfile.TemporaryDirectory(prefix='lanes_ab.') as tmp:
+        _paired(check, sets, runs, Path(tmp))
+
+
+def _paired(check, sets, runs, tmp):
     import logging
 
     from benchmarks.input_pipeline import SETS, _write_photos
@@ -78,7 +83,6 @@ def paired(check, sets, runs):
     from vseimageencoder.inference import InferenceTower
 
     logging.getLogger('vseimageencoder').setLevel(logging.ERROR)
-    tmp = Path(tempfile.mkdtemp(prefix='lanes_ab.'))
     ckpt = tmp / 'model_best.pth.tar'
     write_release_checkpoint(ckpt, 'resnet152', legacy=True, seed=1, text=False)
     tower, _ = load_tower(str(ckpt))
@@ -133,6 +137,11 @@ def paired(check, sets, runs):
 
 
 def tower(runs, precision='auto'):
+    with tempfile.TemporaryDirectory(prefix='lanes_ab.') as tmp:
+        _tower(runs, precision, Path(tmp))
+
+
+def _tower(runs, precision, tmp):
     import torch
 
     from tests.vsepp_release import write_release_checkpoint
@@ -140,7 +149,6 @@ def tower(runs, precision='auto'):
     from vseimageencoder.inference import InferenceTower
     from vseimageencoder.threads import torch_threads
 
-    tmp = Path(tempfile.mkdtemp(prefix='lanes_ab.'))
     ckpt = tmp / 'model_best.pth.tar'
     write_release_checkpoint(ckpt, 'resnet152', legacy=True, seed=1, text=False)
     eager = InferenceTower(load_tower(str(ckpt))[0], precision)

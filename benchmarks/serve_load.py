@@ -25,6 +25,7 @@ import http.client
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -206,6 +207,14 @@ def main():
     started = time.perf_counter()
     work = Path(args.workdir or tempfile.mkdtemp(prefix='serve-load-'))
     work.mkdir(parents=True, exist_ok=True)
+    try:
+        return _measure(args, work, started)
+    finally:
+        if args.workdir is None:  # a run's photos and index are hundreds of MB
+            shutil.rmtree(str(work), ignore_errors=True)
+
+
+def _measure(args, work, started):
     model, photos, index = prepare(work, args.rows, args.arch, args.embed_size)
     progress('timing the search command ...')
     cmd = search_command_times(work, index, model, photos, args.clients * args.queries,

@@ -12,6 +12,7 @@ import importlib.util
 import inspect
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -28,6 +29,7 @@ def setup_once() -> None:
     if _state:
         return
     root = Path(tempfile.mkdtemp(prefix='vse-jina3-tests-'))
+    _state['root'] = root
     (root / 'home').mkdir()
     _state['guard_log'] = root / 'netguard.log'
     os.environ.update(environment(root / 'home', _state['guard_log']))
@@ -82,6 +84,14 @@ def pytest_sessionfinish(session, exitstatus):
     if log and log.exists() and log.read_text().strip():
         session.config._vse_netguard = log.read_text()
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_unconfigure(config):
+    # The private HOME and the netguard log (already read at session end) go with the run;
+    # left behind, one per run, they pile up in /tmp on a machine that runs CI again and again.
+    root = _state.get('root')
+    if root is not None:
+        shutil.rmtree(str(root), ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
