@@ -3,13 +3,19 @@ FIFOs, symlinks and a real HTTP server on 127.0.0.1 (no jina). The same rules th
 jina 3 Deployments: tests/jina3/test_deployments.py."""
 import http.server
 import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
+from pathlib import Path
 
 import pytest
 
 from vseimageencoder.fetch import SourcePolicy, SourceRefused, address_rule
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -182,3 +188,65 @@ def test_bad_settings_named(tmp_path):
         SourcePolicy(allow_private_urls=['not a network'])
     with pytest.raises(ValueError, match='url_timeout'):
         SourcePolicy(url_timeout=0)
+
+
+def _hung_resolver_skip_reason():
+    if os.geteuid() != 0:
+        return 'needs root: a private mount namespace and a DNS socket on 127.0.0.1:53'
+    if shutil.which('unshare') is None or shutil.which('mount') is None:
+        return 'needs unshare and mount (util-linux)'
+    return None
+
+
+@pytest.mark.skipif(_hung_resolver_skip_reason() is not None, reason=str(_hung_resolver_skip_reason()))
+def test_a_hung_resolver_costs_the_deadline_not_the_resolver_timeout(tmp_path):
+    """A resolver that never answers: getaddrinfo alone would wait its own 30 s; the fetch
+    gives up at the request's deadline. Real glibc resolution in a child process whose
+    /etc/resolv.conf (bind-mounted in a private mount namespace) names a DNS 'server' on
+    127.0.0.1 that reads queries and never replies, so no query leaves this machine."""
+    import socket
+    dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        dns.bind(('127.0.0.1', 53))
+    except OSError as e:
+        dns.close()
+        pytest.skip('127.0.0.1:53 is taken (%s): no place for the silent resolver' % e)
+    queries = []
+
+    def swallow():
+        while True:
+            try:
+                queries.append(dns.recvfrom(4096)[0])
+            except OSError:
+                return
+    threading.Thread(target=swallow, daemon=True).start()
+    (tmp_path / 'resolv.conf').write_text('nameserver 127.0.0.1\noptions timeout:30 attempts:1\n')
+    (tmp_path / 'nsswitch.conf').write_text('hosts: files dns\n')
+    child = ("import time\n"
+             "from vseimageencoder.fetch import SourcePolicy, SourceRefused\n"
+             "t = time.monotonic()\n"
+             "try:\n"
+             "    policy = SourcePolicy(fetch_urls=True, url_timeout=1.5)\n"
+             "    policy.fetch('http://photos.vse-test.invalid/a.jpg')\n"
+             "    print('fetched')\n"
+             "except SourceRefused as e:\n"
+             "    print(e.rule, round(time.monotonic() - t, 2))\n")
+    script = ('mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/nsswitch.conf && '
+              'exec "$3" -c "$4"')
+    # The netguard audit hook (tests/jina3/netguard) refuses lookups of names beyond this
+    # machine; in this child every lookup goes to the silent resolver on 127.0.0.1.
+    env = {k: v for k, v in os.environ.items() if k != 'VSE_NETGUARD'}
+    try:
+        out = subprocess.run(['unshare', '--mount', '--propagation', 'private', 'sh', '-c', script, 'sh',
+                              str(tmp_path / 'resolv.conf'), str(tmp_path / 'nsswitch.conf'),
+                              sys.executable, child],
+                             capture_output=True, text=True, timeout=60, cwd=str(ROOT), env=env)
+    finally:
+        dns.close()
+    if out.returncode != 0 and 'mount' in out.stderr and 'fetched' not in out.stdout:
+        pytest.skip('no private mount namespace here: %s' % out.stderr.strip()[:200])
+    assert out.returncode == 0, out.stderr
+    rule, seconds = out.stdout.split()
+    assert rule == 'url_timeout'
+    assert float(seconds) < 5, 'the fetch waited %s s for a resolver that never answers' % seconds
+    assert queries, 'the child never asked the silent resolver: the test did not test a hung lookup'
