@@ -43,6 +43,16 @@ for venv in .venv .venv-jina3; do
 done
 [ "$status" = 0 ] || exit "$status"
 
+# A full disk fails tests far from the cause (an image that cannot be saved, a conftest that
+# cannot make its folder); say it first. Passed tests' temporary folders go at their teardown
+# (pytest.ini), so a run needs about 2 GB there at once (docs/development.md, "Disk").
+tmp_root="${TMPDIR:-/tmp}"
+free_gb="$(df -Pk "$tmp_root" 2>/dev/null | awk 'NR == 2 {print int($4 / 1048576)}')"
+if [ -n "$free_gb" ] && [ "$free_gb" -lt 3 ]; then
+    echo "test: warning: only ${free_gb} GB free in $tmp_root; the suites write up to about 2 GB" \
+         "there at once, and the container tests build images in /var/tmp/vseimageencoder-ctr" >&2
+fi
+
 if [ "$run09" = 1 ]; then
     echo "test: jina 0.9.33 suite (.venv)"
     .venv/bin/python -m pytest tests "$@" || status=1
