@@ -6,6 +6,7 @@
     .venv/bin/python benchmarks/lanes_ab.py pin 12MP 1MP      # lanes float, or each pinned to a core
     .venv/bin/python benchmarks/lanes_ab.py fuse 12MP 1MP     # the tower eager, or fused (encode end to end)
     .venv/bin/python benchmarks/lanes_ab.py tower             # the tower alone, eager or fused, batch 1/8/32
+    .venv/bin/python benchmarks/lanes_ab.py serve             # serve's photo queries, fuse off or auto
 
 On a VM whose speed drifts with the host's other guests, single runs swing by 2x, so each
 check alternates its two settings run after run (A B, B A, ...) and reports the median of the
@@ -13,7 +14,11 @@ paired ratios B / A. ``ahead``, ``serial``, ``pin`` and ``fuse`` run ``encode``'
 ``write_embeddings`` on 24 generated JPEGs per set (ResNet-152 random weights,
 ``precision='auto'``, batch 8; ``fuse`` against a second copy of the tower fused for the lanes'
 batches). ``tower`` times the tower alone on prepared batches, eager against fused for that
-batch size, with 1 torch thread and with 2, alternating pass by pass. ``cores``
+batch size, with 1 torch thread and with 2, alternating pass by pass. ``serve`` asks two
+search services (what ``serve`` runs behind HTTP, in bf16, over a 10,000-row index) one photo
+query at a time, ``--fuse off`` against ``auto`` (fused at batch 1), alternating query by
+query: the time from submitting transformed pixels to the hits (the worker thread's tower
+pass and search; decoding an upload, on the request's thread, is left out). ``cores``
 times a Python loop, an fp32 and a bf16 2048x2048 matrix product (one torch thread) in one
 process, then in two processes at once, and prints the throughput of two over one.
 """
@@ -179,9 +184,57 @@ def _tower(runs, precision, tmp):
         del fused
 
 
+def serve(runs):
+    import logging
+
+    from tests.photos import write_photo
+    from tests.py27_pickle import vocab_words, write_py27_release_checkpoint, write_py27_vocab
+    from vseimageencoder.index import update_index
+    from vseimageencoder.serve import SearchService
+    from vseimageencoder.serve.uploads import upload_pixels
+
+    logging.getLogger('vseimageencoder').setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory(prefix='lanes_ab.') as tmp:
+        tmp = Path(tmp)
+        model = tmp / 'model' / 'model_best.pth.tar'
+        write_py27_release_checkpoint(model, 'resnet152', embed_size=1024, word_dim=300, vocab_size=100, seed=1)
+        write_py27_vocab(model.parent / 'f30k_vocab.pkl', vocab_words(96))
+        emb = np.random.default_rng(0).standard_normal((10000, 1024), dtype=np.float32)
+        np.save(tmp / 'emb.npy', emb / np.linalg.norm(emb, axis=1, keepdims=True))
+        (tmp / 'emb.files.txt').write_text(''.join('/photos/%05d.jpg\n' % i for i in range(10000)))
+        update_index(tmp / 'idx', model_path=model, from_npy=tmp / 'emb.npy', precision='bf16')
+        photos = [upload_pixels(write_photo(tmp / ('p%d.jpg' % i), 800, 600, seed=i).read_bytes(), 'fast')
+                  for i in range(4)]
+        t = time.perf_counter()
+        fused = SearchService(tmp / 'idx', model, precision='bf16', refresh_seconds=0)
+        fused_start = time.perf_counter() - t
+        t = time.perf_counter()
+        eager = SearchService(tmp / 'idx', model, precision='bf16', refresh_seconds=0, fuse=False)
+        eager_start = time.perf_counter() - t
+        assert fused.fused and not eager.fused
+        try:
+            for service in (eager, fused, eager, fused):  # warm-up
+                service.search_pixels(photos[0], 20)
+            times = {'off': [], 'auto': []}
+            for r in range(runs):
+                photo = photos[r % len(photos)]
+                for label, service in ((('off', eager), ('auto', fused)) if r % 2 == 0
+                                       else (('auto', fused), ('off', eager))):
+                    t = time.perf_counter()
+                    service.search_pixels(photo, 20)
+                    times[label].append((time.perf_counter() - t) * 1e3)
+        finally:
+            fused.close()
+            eager.close()
+    a, f = times['off'], times['auto']
+    print('| %d | %.1f | %.1f | %.2fx | %.1f | %.1f |' % (
+        runs, float(np.median(a)), float(np.median(f)), float(np.median([x / y for x, y in zip(a, f)])),
+        eager_start, fused_start), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('check', choices=('cores', 'ahead', 'serial', 'pin', 'fuse', 'tower'))
+    ap.add_argument('check', choices=('cores', 'ahead', 'serial', 'pin', 'fuse', 'tower', 'serve'))
     ap.add_argument('sets', nargs='*', default=['12MP', '1MP'])
     ap.add_argument('--runs', type=int, default=6, help='runs of each setting, alternating (default: 6)')
     ap.add_argument('--precision', default='auto', choices=('fp32', 'bf16', 'fp16', 'auto'),
@@ -199,6 +252,11 @@ def main():
               'median of paired ratios, eager / fused | min cosine fused to eager | fuse() s |')
         print('|---|---|---|---|---|---|---|')
         tower(args.runs, args.precision)
+    elif args.check == 'serve':
+        print('| queries | --fuse off ms/query (median) | --fuse auto ms/query (median) | '
+              'median of paired ratios, off / auto | service start s, off | service start s, auto |')
+        print('|---|---|---|---|---|---|')
+        serve(args.runs)
     else:
         a, b = {'ahead': ('1 per lane', '2 per lane'), 'serial': ('towers free', 'one tower at a time'),
                 'pin': ('lanes float', 'each lane pinned to a core'), 'fuse': ('eager', 'fused')}[args.check]

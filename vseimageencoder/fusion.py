@@ -12,8 +12,9 @@ TorchScript's profiling executor specialises the fused graph to the batch shape 
 while warming up; batches of other sizes run an unfused graph that computes what eager
 does. Start-up costs a trace at batch 1, a freeze, two passes at the batch size and one
 eager pass to check the result (a few seconds for ResNet-152 in bf16 on 2 cores), which is
-why only bulk jobs in reduced precision fuse by default
-(:data:`~vseimageencoder.batch_embed.FUSE_MIN_IMAGES`). In fp32 the fuser seems to leave the
+why by default only bulk jobs in reduced precision fuse
+(:data:`~vseimageencoder.batch_embed.FUSE_MIN_IMAGES`), and ``serve``, which pays once at
+start for every photo query after (:class:`~vseimageencoder.serve.SearchService`). In fp32 the fuser seems to leave the
 arithmetic as eager's (bit-identical features in an ad hoc check), the gain is smaller
 (1.1-1.5x) and each pass costs five times as much.
 

@@ -301,6 +301,20 @@ def test_photos_flag_indexes_the_folder_then_serves_it(site, tmp_path):
         assert 'added 3' in server.log_text()
 
 
+def test_fuse_on_answers_photo_queries_as_the_unfused_server(site, tmp_path):
+    with serving(site.index, site.model, extra=['--fuse', 'on'], log_dir=tmp_path) as server:
+        fused = Site(site.root, site.model, site.photos, site.index, server)
+        assert 'runs fused for single photo queries' in server.log_text()
+        for photo in site.photos[:3]:
+            got, want = _upload_raw(fused, photo), _upload_raw(site, photo)
+            assert got[0] == want[0] == 200
+            assert [r['file'] for r in got[1]['results']][:2] == [r['file'] for r in want[1]['results']][:2]
+            for a, b in zip(got[1]['results'], want[1]['results']):
+                assert abs(a['score'] - b['score']) < 1e-3
+    r = cli(sys.executable, 'serve', str(site.index), '--fuse', 'maybe')
+    assert r.returncode == 2 and '--fuse' in r.stderr
+
+
 def test_another_checkpoint_is_refused_naming_both(site, tmp_path):
     other = write_model(tmp_path / 'other')  # same layout, another file: another sha256
     with open(other, 'ab') as f:

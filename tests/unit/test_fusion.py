@@ -162,3 +162,41 @@ def test_auto_fuses_reduced_precision_from_the_threshold_on(small_release, photo
     fewer = InferenceTower(load_tower(path)[0], 'bf16')
     _embed(fewer, photos)
     assert fewer.fused_batch_size is None
+
+
+def test_serve_fuses_the_image_tower_for_single_photo_queries(tmp_path, caplog):
+    """The search service behind ``serve``: auto fuses a bf16 tower at batch 1 (a lone photo
+    query) and not an fp32 one; fused or not, photo queries alone and together find the same
+    images with the same scores."""
+    from tests.serving_web import write_model, write_photos
+    from vseimageencoder.index import update_index
+    from vseimageencoder.serve import SearchService
+    from vseimageencoder.serve.uploads import upload_pixels
+
+    model = write_model(tmp_path / 'model')
+    photos = write_photos(tmp_path / 'photos')
+    update_index(tmp_path / 'idx', [tmp_path / 'photos'], model_path=model, precision='bf16', fuse=False)
+    queries = [upload_pixels(p.read_bytes(), 'fast') for p in photos[:3]]
+    answers = {}
+    for precision, fuse in (('bf16', None), ('bf16', False), ('fp32', None)):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger='vseimageencoder'):
+            service = SearchService(tmp_path / 'idx', model, precision=precision, refresh_seconds=0, fuse=fuse)
+        try:
+            expect_fused = precision == 'bf16' and fuse is None
+            assert service.fused is expect_fused
+            assert service.image.model.fused_batch_size == (1 if expect_fused else None)
+            assert ('runs fused for single photo queries' in caplog.text) is expect_fused
+            alone = [service.search_pixels(q, 4) for q in queries]
+            together = [f.result(60) for f in [service.submit('pixels', q, 4) for q in queries]]
+        finally:
+            service.close()
+        answers[(precision, fuse)] = (alone, together)
+    for alone, together in answers.values():
+        for a, b in zip(alone, together):  # one photo a pass against several in one pass
+            assert [h.id for h in a] == [h.id for h in b]
+            np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=2e-3)
+    fused, eager = answers[('bf16', None)][0], answers[('bf16', False)][0]
+    for f, e in zip(fused, eager):
+        assert f[0].id == e[0].id  # each photo finds itself first
+        np.testing.assert_allclose([h.score for h in f], [h.score for h in e], atol=2e-3)

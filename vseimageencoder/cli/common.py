@@ -16,14 +16,16 @@ def progress_flags(parser):
     g.add_argument('--no-progress', dest='progress', action='store_false')
 
 
-def fuse_flag(parser):
-    """``--fuse {auto,on,off}`` for the commands that embed image files in bulk."""
+def fuse_flag(parser, help=None):
+    """``--fuse {auto,on,off}``; ``help`` says what auto does (default: as the commands that
+    embed image files in bulk do)."""
     from ..batch_embed import FUSE_MIN_IMAGES
 
     parser.add_argument('--fuse', default='auto', choices=('auto', 'on', 'off'),
-                        help='compile the CPU tower with oneDNN Graph fusion before the first batch '
-                             '(a few seconds once, then faster batches: see docs/speed.md); auto: '
-                             'in bf16 or fp16, for %d images or more (default: auto)' % FUSE_MIN_IMAGES)
+                        help=help or ('compile the CPU tower with oneDNN Graph fusion before the first '
+                                      'batch (a few seconds once, then faster batches: see '
+                                      'docs/speed.md); auto: in bf16 or fp16, for %d images or more '
+                                      '(default: auto)' % FUSE_MIN_IMAGES))
 
 
 def fuse_choice(args):

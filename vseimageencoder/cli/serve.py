@@ -1,5 +1,6 @@
 """``vseimageencoder serve INDEX_DIR``: a search page and JSON API over an index."""
-from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, logger, progress_enabled, progress_flags
+from .common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, fuse_choice, fuse_flag, logger, progress_enabled,
+                     progress_flags)
 
 LOOPBACK = ('127.0.0.1', 'localhost', '::1')
 
@@ -41,6 +42,10 @@ def add_parser(sub):
                         '(default: %(default)d; 1 answers them one by one)')
     s.add_argument('--batch-size', type=int, default=32,
                    help='with --photos: images per forward pass while indexing (default: 32)')
+    fuse_flag(s, help='compile the CPU image tower with oneDNN Graph fusion for single photo queries '
+                      'at start (a second or two; the tower 2.5x faster at batch 1 in bf16: see '
+                      'docs/speed.md); auto: when the towers run bf16 or fp16; with --photos, '
+                      'indexing fuses as `index --fuse` does (default: auto)')
     progress_flags(s)
 
 
@@ -69,11 +74,12 @@ def run(args) -> int:
             # precision None: new images embedded as the index records, as `index` does
             counts = update_index(args.index, args.photos, model_path=args.model_path,
                                   batch_size=args.batch_size, device=args.device,
-                                  precision=args.precision, progress=progress_enabled(args))
+                                  precision=args.precision, progress=progress_enabled(args),
+                                  fuse=fuse_choice(args))
             logger.info('index %s brought up to date: %s', args.index,
                         ', '.join('%s %d' % kv for kv in counts.as_dict().items()))
         service = SearchService(args.index, args.model_path, args.vocab_path, args.device,
-                                args.precision or 'fp32', max_batch=args.max_batch)
+                                args.precision or 'fp32', max_batch=args.max_batch, fuse=fuse_choice(args))
         app = create_app(service, max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
                          max_k=args.max_k)
         if args.host not in LOOPBACK:
