@@ -14,9 +14,9 @@ does. Start-up costs a trace at batch 1, a freeze, two passes at the batch size 
 eager pass to check the result (a few seconds for ResNet-152 in bf16 on 2 cores), which is
 why by default only bulk jobs in reduced precision fuse
 (:data:`~vseimageencoder.batch_embed.FUSE_MIN_IMAGES`), and ``serve``, which pays once at
-start for every photo query after (:class:`~vseimageencoder.serve.SearchService`). In fp32 the fuser seems to leave the
-arithmetic as eager's (bit-identical features in an ad hoc check), the gain is smaller
-(1.1-1.5x) and each pass costs five times as much.
+start for every photo query after (:class:`~vseimageencoder.serve.SearchService`). In fp32
+the fuser seems to leave the arithmetic as eager's (bit-identical features in an ad hoc
+check), the gain is smaller (1.1-1.5x) and each pass costs five times as much.
 
 TorchScript is deprecated upstream (torch 2.14 warns on trace and freeze; 2.8 does not). Where it
 is missing or a step fails, :func:`fuse_backbone` logs why and the caller keeps the eager
