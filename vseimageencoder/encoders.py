@@ -29,6 +29,14 @@ def check_precision(precision: str) -> str:
     return precision
 
 
+def check_fuse(fuse) -> Optional[bool]:
+    """``fuse`` as the image encoders take it: True, False or None (auto); anything else
+    (a string from a hand-written YAML, say) is refused rather than read as true."""
+    if fuse is not None and not isinstance(fuse, bool):
+        raise TypeError('fuse must be true, false or null (auto), got %r' % (fuse,))
+    return fuse
+
+
 class ImageEncoder:
     """VSE++ image embeddings from a released checkpoint, without jina.
 
@@ -65,6 +73,20 @@ class ImageEncoder:
         return 'VSE++ image tower ready on %s: %s, %s, %d-d embeddings, from %s' % (
             self.device, self.options.cnn_type or 'precomputed features', self.precision,
             self.embed_size, self.checkpoint_path)
+
+    def fuse(self, batch_size: int, fuse: Optional[bool] = None) -> bool:
+        """Compile the backbone with oneDNN Graph fusion for forward passes of ``batch_size``
+        images (:meth:`~vseimageencoder.inference.InferenceTower.fuse`: a few seconds once,
+        CPU only; passes of other sizes still run, unfused, with the same results).
+
+        :param fuse: None: only when the tower runs ``bf16`` or ``fp16`` (fp32 gains less and
+            takes longer to compile); True: any precision; False: never.
+        :return: whether the tower now runs fused (False as well where fusion is not possible
+            or failed, which is logged).
+        """
+        if check_fuse(fuse) is None:
+            fuse = self.precision in ('bf16', 'fp16')
+        return fuse and self.model.fuse(batch_size)
 
     def check(self, data) -> np.ndarray:
         """Validate a batch and return it as ``(B, 3, H, W)`` (or ``(B, img_dim)`` features

@@ -102,6 +102,11 @@ class VSEImageEncoder(_VSEExecutor):
     :param resize: how uint8 pixel batches are resized: ``fast`` (default; one batched
         antialiased bilinear resize, within one grey level of PIL's) or ``exact`` (the
         faithful PIL transform, image by image on parallel threads).
+    :param fuse: with metas ``batch_size`` set, compile a CPU tower with oneDNN Graph fusion
+        for batches of that size when the pod starts (a few seconds; ResNet-152 in bf16 then
+        runs 1.6-2.1x as fast at batch 8-32 on an AMX machine); other batch sizes run unfused
+        with the same results. None (default): when ``precision`` resolves to ``bf16`` or
+        ``fp16``; True: fp32 too; False: never.
 
     jina's metas apply as usual: ``batch_size`` splits :meth:`encode` calls into batches,
     ``on_gpu`` runs the model on ``cuda:0``.
@@ -109,13 +114,16 @@ class VSEImageEncoder(_VSEExecutor):
 
     def __init__(self, model_path: str = 'pretrained', channel_axis: int = 1,
                  precision: str = 'fp32', path: Optional[str] = None,
-                 pool_strategy: Optional[str] = None, resize: str = DEFAULT_RESIZE, *args, **kwargs):
+                 pool_strategy: Optional[str] = None, resize: str = DEFAULT_RESIZE,
+                 fuse: Optional[bool] = None, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # ``pool_strategy`` (hub 0.0.x) never applied: the tower's output is already a vector.
         self.model_path = self._model_path(model_path, path)
         self.channel_axis = normalize_channel_axis(channel_axis)
         self.precision = _check_precision(precision)
         self.resize = check_resize(resize)
+        from .encoders import check_fuse
+        self.fuse = check_fuse(fuse)
 
     def post_init(self):
         super().post_init()
@@ -124,6 +132,10 @@ class VSEImageEncoder(_VSEExecutor):
         # Moves itself to self.device once, so jina's to_device is not needed.
         self._use(ImageEncoder(self.model_path, self.channel_axis, self.precision, self._checked_device(),
                                search_dirs=DEFAULT_SEARCH_DIRS, resize=self.resize))
+        # Executors saved before ``fuse`` existed unpickle without it: auto.
+        fuse = getattr(self, 'fuse', None)
+        if self.batch_size and self.core.fuse(int(self.batch_size), fuse):
+            self.logger.info('the image tower runs fused for batches of %d (oneDNN Graph)' % self.batch_size)
 
     def encode(self, data: 'np.ndarray', *args, **kwargs) -> 'np.ndarray':
         """Embed a batch of images.

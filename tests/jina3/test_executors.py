@@ -224,3 +224,27 @@ def test_request_errors_reach_jina_without_a_traceback(pixels, image_executor, t
     # Integral floats (what gRPC and HTTP deliver) are integers; the text executor too.
     out = text_executor.encode(docs=DocList[TextDoc]([TextDoc(text='a dog')]), parameters={'batch_size': 2.0})
     assert out[0].embedding is not None
+
+
+def test_fused_at_start_in_reduced_precision_with_the_same_embeddings(release, pixels, image_executor, tmp_path):
+    """fuse=None fuses a bf16 tower for passes of batch_size and leaves fp32 alone; fuse=True
+    fuses fp32 too and still gives the reference; fused or not, the same embeddings."""
+    images = pixels + [pixels[0], pixels[2]]  # four of 64 x 80: one pass of the fused size
+
+    def embed(executor):
+        docs = DocList[ImageDoc]([ImageDoc(tensor=p) for p in images])
+        return np.stack([d.embedding for d in executor.encode(docs=docs, parameters={})])
+
+    def executor(**kw):
+        return VSEImageEncoder(model_path=str(release.folder), file_root=str(tmp_path), **kw)
+
+    assert image_executor.core.model.fused_batch_size is None  # fp32 by default: not fused
+    auto, off = executor(precision='bf16', batch_size=4), executor(precision='bf16', batch_size=4, fuse=False)
+    assert auto.core.model.fused_batch_size == 4 and off.core.model.fused_batch_size is None
+    a, o = embed(auto), embed(off)
+    assert float(((a * o).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(o, axis=1)).min()) > 0.999
+    forced = executor(batch_size=4, fuse=True)
+    assert forced.core.model.fused_batch_size == 4
+    np.testing.assert_allclose(embed(forced), expected_images(release, images), atol=1e-4)
+    with pytest.raises(TypeError, match='fuse'):
+        executor(fuse='yes')

@@ -73,6 +73,32 @@ def test_jina_batching_gives_same_result(small_release):
     assert calls == [3, 3, 1]
 
 
+def test_fused_for_the_metas_batch_size_in_reduced_precision(small_release):
+    """fuse=None: a bf16 tower with metas batch_size is fused for it at post_init; fp32, or no
+    batch_size, is not; fuse=True fuses fp32 too and still gives the reference."""
+    from vseimageencoder.fusion import fusion_available
+    if not fusion_available():
+        pytest.skip('this torch has no TorchScript oneDNN fuser')
+    path, backbone, fc = small_release
+    x = _images(7, 224, 224, seed=6)  # batches of 3, 3, 1: the fused size and another
+
+    def encoder(**kw):
+        return VSEImageEncoder(model_path=str(path), **kw)
+
+    auto, off = encoder(precision='bf16', metas={'batch_size': 3}), encoder(precision='bf16', fuse=False,
+                                                                            metas={'batch_size': 3})
+    assert auto.model.fused_batch_size == 3 and off.model.fused_batch_size is None
+    a, o = auto.encode(x), off.encode(x)
+    assert float(((a * o).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(o, axis=1)).min()) > 0.999
+    assert encoder(precision='bf16').model.fused_batch_size is None  # no batch size to fuse for
+    assert encoder(metas={'batch_size': 3}).model.fused_batch_size is None  # fp32
+    forced = encoder(fuse=True, metas={'batch_size': 3})
+    assert forced.model.fused_batch_size == 3
+    np.testing.assert_allclose(forced.encode(x), reference_embed(backbone, fc, x), atol=1e-4)
+    with pytest.raises(TypeError, match='fuse'):
+        encoder(fuse='yes')
+
+
 def test_no_autograd(encoder):
     import torch
     out = encoder._encode_batches(_images(1))

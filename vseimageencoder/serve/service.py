@@ -139,10 +139,8 @@ class SearchService:
         if self.image.options.precomputed:
             raise ProvenanceMismatchError('%s is a precomputed-feature model: it cannot embed photos'
                                   % self.image.checkpoint_path)
-        if fuse is None:
-            fuse = self.image.precision in ('bf16', 'fp16')
         # Fused here, on the thread count the worker will use (torch's threads are per process).
-        self.fused = bool(fuse) and self.image.model.fuse(1)
+        self.fused = self.image.fuse(1, fuse)
         if self.fused:
             logger.info('the image tower runs fused for single photo queries (oneDNN Graph)')
         self.resize = self.image.resize
