@@ -75,6 +75,9 @@ def embed_files(model, paths: Sequence, write: BatchWriter, batch_size: int = 32
         # A tower on a GPU: JPEGs are decoded and transformed on the device (nvJPEG); the
         # host only reads files (vseimageencoder/gpu_decode.py, issue 17.2).
         from .gpu_decode import embed_files_on_device
+        if fuse:
+            logger.warning('fuse on: oneDNN Graph fusion is for CPU towers; the tower on %s runs '
+                           'unfused', device)
         return embed_files_on_device(model, list(paths), write, batch_size, device, on_unreadable,
                                      on_progress)
     paths = list(paths)

@@ -88,8 +88,8 @@ class ImageEncoder:
             return self.device.type == 'cpu' and self.precision in ('bf16', 'fp16') \
                 and self.model.fuse(batch_size)
         if fuse and self.device.type != 'cpu':
-            logger.warning('fuse=True asks for oneDNN Graph fusion, which is for CPU towers; the '
-                           'tower on %s runs unfused', self.device)
+            logger.warning('fuse on: oneDNN Graph fusion is for CPU towers; the tower on %s runs '
+                           'unfused', self.device)
             return False
         return fuse and self.model.fuse(batch_size)
 

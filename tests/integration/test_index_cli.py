@@ -219,12 +219,15 @@ def _check_view(ix_dir, allowed, seen_counts):
 
 
 def test_kill_9_at_random_points_then_resume_equals_one_run(tmp_path, small_release):
+    # 16 commits of 2 images: four stops of at most 4 commits (and a fraction of one) each
+    # leave work for the next run to be stopped in, however fast the machine.
+    n = 32
     ckpt = small_release[0]
     d = tmp_path / 'imgs'
     d.mkdir()
-    for i in range(16):
+    for i in range(n):
         _image(d / ('%02d.png' % i), 100 + i)
-    allowed = {str(d / ('%02d.png' % i)) for i in range(16)}
+    allowed = {str(d / ('%02d.png' % i)) for i in range(n)}
 
     r = run_cli('index', tmp_path / 'ref', d, '--model-path', ckpt, '--batch-size', 2, '--readers', 0)
     assert r.returncode == 0, r.stderr
@@ -245,14 +248,22 @@ def test_kill_9_at_random_points_then_resume_equals_one_run(tmp_path, small_rele
         p = _popen('index', ix, d, '--model-path', ckpt, '--batch-size', 2, '--readers', 0)
         seen = []
         deadline = time.time() + 120
+        last_done, last_change, per_commit = None, None, 0.4
         while p.poll() is None and time.time() < deadline:
             _check_view(ix, allowed, seen)
             try:
                 done = json.loads(manifest_path(ix).read_text())['commit']
             except (OSError, ValueError):
                 done = 0
+            now = time.time()
+            if done != last_done:
+                if last_done is not None and done > last_done:
+                    # A fixed delay would span many commits on a fast machine and none on a
+                    # slow one: stop within about one commit's time of this one.
+                    per_commit = min(0.4, (now - last_change) / (done - last_done))
+                last_done, last_change = done, now
             if done >= base + target:  # then somewhere in the next batch, or between two
-                time.sleep(rng.uniform(0, 0.4))
+                time.sleep(rng.uniform(0, per_commit))
                 break
             time.sleep(0.01)
         if p.poll() is None and attempt == 0:
@@ -267,15 +278,15 @@ def test_kill_9_at_random_points_then_resume_equals_one_run(tmp_path, small_rele
         _check_view(ix, allowed, after)
         stopped_at.extend(after)
     assert kills >= 2, 'the runs finished before they could be killed'
-    assert any(0 < n < 16 for n in stopped_at), 'no stop fell in the middle of the writing: %s' % stopped_at
+    assert any(0 < rows < n for rows in stopped_at), 'no stop fell in the middle of the writing: %s' % stopped_at
 
     r = run_cli('index', ix, d, '--model-path', ckpt, '--batch-size', 2, '--readers', 0)
     assert r.returncode == 0, r.stderr
     counts = _last(r.stdout)
     added, unchanged = int(counts.split('added ')[1].split(',')[0]), int(counts.split('unchanged ')[1].split(',')[0])
-    assert added + unchanged == 16 and 'removed 0' in counts and 'updated 0' in counts
+    assert added + unchanged == n and 'removed 0' in counts and 'updated 0' in counts
     got = open_index(ix)
-    assert len(got) == len(ref) == 16
+    assert len(got) == len(ref) == n
     mine = {got.file(i): got.vector(i) for i in got.ids()}
     theirs = {ref.file(i): ref.vector(i) for i in ref.ids()}
     assert sorted(mine) == sorted(theirs) == sorted(allowed)
