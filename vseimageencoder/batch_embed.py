@@ -58,9 +58,9 @@ def embed_files(model, paths: Sequence, write: BatchWriter, batch_size: int = 32
 
     ``fuse``: compile a CPU tower's backbone with oneDNN Graph fusion for the batches this
     run makes (``model.fuse``, :mod:`vseimageencoder.fusion`) before the first one; None
-    (the default) fuses a ``bf16`` or ``fp16`` tower when there are at least
-    :data:`FUSE_MIN_IMAGES` paths (fp32 gains less and pays more to fuse: pass True). A
-    model without ``fuse`` runs as given.
+    (the default) fuses a tower whose ``fuses_by_default`` says so (a ``bf16`` or ``fp16``
+    CPU tower; fp32 gains less and pays more to fuse: pass True) when there are at least
+    :data:`FUSE_MIN_IMAGES` paths. A model without ``fuse`` runs as given.
     """
     import torch
 
@@ -76,13 +76,12 @@ def embed_files(model, paths: Sequence, write: BatchWriter, batch_size: int = 32
         # host only reads files (vseimageencoder/gpu_decode.py, issue 17.2).
         from .gpu_decode import embed_files_on_device
         if fuse:
-            logger.warning('fuse on: oneDNN Graph fusion is for CPU towers; the tower on %s runs '
-                           'unfused', device)
+            _fuse(model, batch_size, torch.get_num_threads())  # says why it cannot
         return embed_files_on_device(model, list(paths), write, batch_size, device, on_unreadable,
                                      on_progress)
     paths = list(paths)
     if fuse is None:
-        fuse = len(paths) >= FUSE_MIN_IMAGES and getattr(model, 'precision', 'fp32') in ('bf16', 'fp16')
+        fuse = len(paths) >= FUSE_MIN_IMAGES and getattr(model, 'fuses_by_default', False)
     if readers != 0:
         # Lanes (vseimageencoder/lanes.py): each reader thread reads a batch and runs the
         # tower on it with its share of the cores torch may use; readers feeding a tower on

@@ -85,12 +85,7 @@ class ImageEncoder:
             or failed, which is logged).
         """
         if check_fuse(fuse) is None:
-            return self.device.type == 'cpu' and self.precision in ('bf16', 'fp16') \
-                and self.model.fuse(batch_size)
-        if fuse and self.device.type != 'cpu':
-            logger.warning('fuse on: oneDNN Graph fusion is for CPU towers; the tower on %s runs '
-                           'unfused', self.device)
-            return False
+            fuse = self.model.fuses_by_default
         return fuse and self.model.fuse(batch_size)
 
     def check(self, data) -> np.ndarray:
