@@ -89,5 +89,5 @@ RUN vseimageencoder download "${MODEL}" --source "${WEIGHTS_SOURCE}" --vocab-sou
         --dest pretrained --no-progress \
  && python -c "from vseimageencoder.encoders import ImageEncoder, TextEncoder; ImageEncoder('pretrained'); TextEncoder('pretrained')"
 # `jina pod` as jina 0.9.33 runs it, minus its version check against api.jina.ai and its
-# public-IP lookups at every start (vseimageencoder/jina09_cli.py).
-ENTRYPOINT ["python", "-m", "vseimageencoder.jina09_cli", "pod", "--uses", "config.yml"]
+# public-IP lookups at every start (vseimageencoder/jina09/cli.py).
+ENTRYPOINT ["python", "-m", "vseimageencoder.jina09.cli", "pod", "--uses", "config.yml"]

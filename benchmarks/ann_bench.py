@@ -83,7 +83,7 @@ class Mixture:
 
 def write_pair(path, mix, n, rng, prefix):
     """``path`` (.npy) and its checked file list, as ``encode`` writes them (PairWriter)."""
-    from vseimageencoder.index.pair import PairWriter
+    from vseimageencoder.index.npy_pair import PairWriter
     writer = PairWriter(path, mix.dim)
     chunk = 50000
     for start in range(0, n, chunk):

@@ -58,8 +58,8 @@ def _plain_load(ckpt, cnn_type):
 
 
 def _ours_load(ckpt, precision):
-    from vseimageencoder.checkpoint import load_tower
-    from vseimageencoder.inference import InferenceTower
+    from vseimageencoder.release.checkpoint import load_tower
+    from vseimageencoder.model.inference import InferenceTower
 
     tower, _ = load_tower(ckpt)
     model = InferenceTower(tower, precision)
@@ -105,8 +105,8 @@ def load_worker(args):
     inference preparation (BN folding, channels-last), reported apart."""
     import torch  # noqa: F401  (imports are not part of what is compared)
     import torchvision  # noqa: F401
-    from vseimageencoder.checkpoint import load_tower
-    from vseimageencoder.inference import InferenceTower
+    from vseimageencoder.release.checkpoint import load_tower
+    from vseimageencoder.model.inference import InferenceTower
 
     t0 = time.perf_counter()
     prep = 0.0
@@ -144,7 +144,7 @@ def _cosine(a, b):
 
 def _machine():
     import torch
-    from vseimageencoder.inference import cpu_has_fast_bf16, cpu_has_fast_fp16
+    from vseimageencoder.model.inference import cpu_has_fast_bf16, cpu_has_fast_fp16
     cpu = platform.processor() or 'unknown CPU'
     try:
         with open('/proc/cpuinfo') as f:

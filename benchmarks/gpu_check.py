@@ -17,7 +17,7 @@ network's scale: with the initial statistics they grow past fp16's 65504):
    matrix-multiply ceiling measured in the same run (8192^3 matmuls) and the tower's FLOPs
    counted by torch: achieved FLOP/s / ceiling.
 4. **encode end to end on 12 MP JPEGs**: ``embed_files`` with the tower on CUDA, whose
-   JPEGs are decoded on the device (:mod:`vseimageencoder.gpu_decode`, nvJPEG) and
+   JPEGs are decoded on the device (:mod:`vseimageencoder.pipeline.cuda_decode`, nvJPEG) and
    transformed there; against the same tower fed by the CPU lanes, and the worst cosine
    of the GPU-decoded embeddings to the exact transform on the CPU (>= 0.999).
 
@@ -127,10 +127,10 @@ def main(argv=None):
 
     from benchmarks.bench import _machine
     from tests.vsepp_release import write_release_checkpoint
-    from vseimageencoder.batch_embed import embed_files
-    from vseimageencoder.checkpoint import load_tower
-    from vseimageencoder.inference import InferenceTower, resolve_precision
-    from vseimageencoder.preprocess import transform
+    from vseimageencoder.pipeline.embed_files import embed_files
+    from vseimageencoder.release.checkpoint import load_tower
+    from vseimageencoder.model.inference import InferenceTower, resolve_precision
+    from vseimageencoder.images.read import transform
 
     dev = torch.device(args.device)
     if dev.type == 'cuda':
@@ -213,8 +213,8 @@ def main(argv=None):
 
         # 4. encode end to end on 12 MP JPEGs: embed_files sends a CUDA tower's JPEGs to the
         # device decoder; the CPU lanes are called directly for the comparison.
-        from vseimageencoder.lanes import embed_in_lanes
-        from vseimageencoder.threads import thread_budget
+        from vseimageencoder.pipeline.batch_threads import embed_in_lanes
+        from vseimageencoder.pipeline.thread_budget import thread_budget
         budget = thread_budget()
         exact = []
         embed_files(tower('fp32', 'cpu'), paths[:8], lambda r, p: exact.append(r), 8, 'exact', 0)

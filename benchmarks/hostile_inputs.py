@@ -40,14 +40,14 @@ CHILD = textwrap.dedent('''
             if how == 'plain':
                 import torch, PIL.Image
             else:
-                import vseimageencoder.checkpoint, vseimageencoder.preprocess
+                import vseimageencoder.release.checkpoint, vseimageencoder.images.read
             out = 'imported'
         elif case == 'png' and how == 'plain':
             from PIL import Image
             Image.open(path).convert('RGB')
             out = 'decoded'
         elif case == 'png':
-            from vseimageencoder.preprocess import transform
+            from vseimageencoder.images.read import transform
             transform(path)
             out = 'decoded'
         elif how == 'plain':
@@ -59,7 +59,7 @@ CHILD = textwrap.dedent('''
                 lin.weight.data.copy_(fc)
             out = 'loaded'
         else:
-            from vseimageencoder import checkpoint
+            from vseimageencoder.release import checkpoint
             (checkpoint.load_tower if case == 'stride0' else checkpoint.read_checkpoint)(path)
             out = 'loaded'
     except Exception as e:

@@ -5,7 +5,7 @@ same run, with every candidate pipeline side by side.
     .venv/bin/python benchmarks/input_pipeline.py --sets 12MP --repeats 3 --candidates lanes before
 
 **The tower** (``--tower``): by default fused for the run's batch size
-(:meth:`~vseimageencoder.inference.InferenceTower.fuse`, what ``encode`` and ``index`` run
+(:meth:`~vseimageencoder.model.inference.InferenceTower.fuse`, what ``encode`` and ``index`` run
 in bf16 for 256 images or more); the bound, the all-cores figure and every
 candidate but ``lanes-eager`` run it. The reference rows run the unfused tower, so the
 cosines include what fusion changes.
@@ -48,7 +48,7 @@ the 1-minute load average printed with each figure):
   readers: one lane per core, each reading a batch and running the tower on it with one
   torch thread), rows streamed to a .npy;
 - ``lanes-eager``: the same with the tower as loaded, unfused (``fuse=False``): what the
-  oneDNN Graph fusion of :mod:`vseimageencoder.fusion` gains end to end;
+  oneDNN Graph fusion of :mod:`vseimageencoder.model.onednn_graph` gains end to end;
 - ``before``: one reader thread feeding the tower on the calling thread, which keeps torch's
   default threads (one per core): ``encode``'s default before lanes;
 - ``feeding-budget``: the same with the tower's threads cut to the cores the reader leaves;
@@ -56,7 +56,7 @@ the 1-minute load average printed with each figure):
 - ``processes``: one reader process (spawned, one thread) feeding the tower, which keeps the
   other cores;
 - ``tv-decode``: lanes whose images are decoded in full by ``torchvision.io.decode_jpeg``
-  (libjpeg-turbo) and resized by torch (:mod:`vseimageencoder.gpu_decode` on the CPU);
+  (libjpeg-turbo) and resized by torch (:mod:`vseimageencoder.pipeline.cuda_decode` on the CPU);
 - ``lanes-exact``: lanes with ``resize='exact'`` (every pixel decoded: what decoding
   straight to the reduced size saves).
 
@@ -123,7 +123,7 @@ def _decode_one(path):
     """The reduced decode of one JPEG, as resize='fast' decodes (PIL's draft, DCT scaling)."""
     from PIL import Image
 
-    from vseimageencoder import preprocess as pp
+    from vseimageencoder.images import read as pp
     with Image.open(str(path)) as img:
         img.draft('RGB', (pp.RESIZE * pp.FAST_MARGIN,) * 2)
         img.load()
@@ -142,7 +142,7 @@ def _decode_seconds(paths):
 
 def _transform_seconds(paths):
     """Seconds per image of the whole fast transform of a file on one thread (one pass)."""
-    from vseimageencoder.preprocess import transform
+    from vseimageencoder.images.read import transform
 
     t = time.perf_counter()
     for p in paths:
@@ -154,7 +154,7 @@ def _tower_seconds(model, batch_size, cores, batches=3):
     """Core-seconds per image of the tower: min(1 thread, cores threads x cores)."""
     import torch
 
-    from vseimageencoder.threads import torch_threads
+    from vseimageencoder.pipeline.thread_budget import torch_threads
 
     x = torch.from_numpy(np.random.RandomState(0).randn(batch_size, 3, 224, 224).astype(np.float32))
     out = {}
@@ -205,8 +205,8 @@ def _feeding(model, paths, batch_size, load, readers, threads, pool=None):
     """Reader threads (or a process pool) transforming images ahead of the tower on this thread."""
     import torch
 
-    from vseimageencoder.reader import read_in_order
-    from vseimageencoder.threads import torch_threads
+    from vseimageencoder.pipeline.prefetch import read_in_order
+    from vseimageencoder.pipeline.thread_budget import torch_threads
 
     rows = []
     batch = np.empty((batch_size, 3, 224, 224), np.float32)
@@ -236,7 +236,7 @@ def _feeding(model, paths, batch_size, load, readers, threads, pool=None):
 
 
 def _run_candidate(name, model, paths, batch_size, cores, tmp, pool, eager=None):
-    from vseimageencoder import preprocess as pp
+    from vseimageencoder.images import read as pp
 
     fast = functools.partial(pp.transform, resize='fast')
     if name in ('lanes', 'lanes-eager', 'lanes-exact'):
@@ -249,9 +249,9 @@ def _run_candidate(name, model, paths, batch_size, cores, tmp, pool, eager=None)
         assert skipped == 0
         return np.load(str(out))
     if name == 'tv-decode':
-        from vseimageencoder.gpu_decode import load_batch
-        from vseimageencoder.lanes import embed_in_lanes
-        from vseimageencoder.threads import thread_budget
+        from vseimageencoder.pipeline.cuda_decode import load_batch
+        from vseimageencoder.pipeline.batch_threads import embed_in_lanes
+        from vseimageencoder.pipeline.thread_budget import thread_budget
 
         def load(p):
             batch, positions, errors = load_batch([p], 'cpu')
@@ -266,23 +266,23 @@ def _run_candidate(name, model, paths, batch_size, cores, tmp, pool, eager=None)
     if name == 'before':
         return _feeding(model, paths, batch_size, fast, max(1, cores // 2), cores)
     if name == 'feeding-budget':
-        from vseimageencoder.threads import thread_budget
+        from vseimageencoder.pipeline.thread_budget import thread_budget
         b = thread_budget(cores, 1, readers_run_tower=False)
         return _feeding(model, paths, batch_size, fast, b.reader_threads, b.torch_threads)
     if name == 'main':
-        from vseimageencoder.batch_embed import embed_files
+        from vseimageencoder.pipeline.embed_files import embed_files
         rows = []
         embed_files(model, paths, lambda r, pos: rows.append(r), batch_size, 'fast', 0)
         return np.concatenate(rows)
     if name == 'processes':
-        from vseimageencoder.threads import thread_budget
+        from vseimageencoder.pipeline.thread_budget import thread_budget
         b = thread_budget(cores, 1, readers_run_tower=False)
         return _feeding(model, paths, batch_size, _fast_transform, 1, b.torch_threads, pool)
     raise ValueError(name)
 
 
 def _fast_transform(path):  # module level: picklable for the process pool
-    from vseimageencoder.preprocess import transform
+    from vseimageencoder.images.read import transform
     return transform(path, resize='fast')
 
 
@@ -308,9 +308,9 @@ def _profile_lanes(model, paths, batch_size, cores):
     """
     import threading
 
-    from vseimageencoder import preprocess as pp
-    from vseimageencoder.lanes import embed_in_lanes
-    from vseimageencoder.threads import thread_budget
+    from vseimageencoder.images import read as pp
+    from vseimageencoder.pipeline.batch_threads import embed_in_lanes
+    from vseimageencoder.pipeline.thread_budget import thread_budget
 
     lock = threading.Lock()
     spent = {'load': 0.0, 'tower': 0.0}
@@ -340,7 +340,7 @@ def _profile_lanes(model, paths, batch_size, cores):
 def _stages(paths):
     """Median ms per image on one thread: reduced decode, the rest of the fast transform,
     full decode, the rest of the exact transform."""
-    from vseimageencoder import preprocess as pp
+    from vseimageencoder.images import read as pp
 
     rows = {'fast': ([], []), 'exact': ([], [])}
     for p in paths:
@@ -363,7 +363,7 @@ def _stages(paths):
 def _uint8_path(paths, count):
     """ms per image of ``transform_batch`` on decoded uint8 batches (what ``encode()`` does
     with raw pixels): PIL one image at a time, PIL on threads (exact), torch batched (fast)."""
-    from vseimageencoder import preprocess as pp
+    from vseimageencoder.images import read as pp
 
     pixels = np.stack([np.asarray(pp.read_image(p)) for p in paths[:count]])
     rows = []
@@ -401,9 +401,9 @@ def main(argv=None):
 
     from benchmarks.bench import _machine
     from tests.vsepp_release import write_release_checkpoint
-    from vseimageencoder.checkpoint import load_tower
-    from vseimageencoder.inference import InferenceTower
-    from vseimageencoder.threads import cpu_cores, thread_budget
+    from vseimageencoder.release.checkpoint import load_tower
+    from vseimageencoder.model.inference import InferenceTower
+    from vseimageencoder.pipeline.thread_budget import cpu_cores, thread_budget
 
     logging.getLogger('vseimageencoder').setLevel(logging.ERROR)
     cores = min(cpu_cores(), torch.get_num_threads())
@@ -420,8 +420,8 @@ def main(argv=None):
         # The reference rows and the lanes-eager candidate run the tower as loaded (unfused).
         eager = InferenceTower(load_tower(str(ckpt))[0], args.precision)
         if args.tower == 'fused':
-            from vseimageencoder.lanes import chunk_size
-            from vseimageencoder.threads import torch_threads
+            from vseimageencoder.pipeline.batch_threads import chunk_size
+            from vseimageencoder.pipeline.thread_budget import torch_threads
             budget = thread_budget(cores, None)
             with torch_threads(budget.torch_threads):
                 fused = model.fuse(chunk_size(args.n, args.batch_size, budget.reader_threads))
@@ -441,7 +441,7 @@ def main(argv=None):
             for name in args.sets:
                 paths = photos[name]
                 distinct = paths[:8]
-                from vseimageencoder.batch_embed import embed_files
+                from vseimageencoder.pipeline.embed_files import embed_files
                 ref = []
                 embed_files(eager, paths, lambda r, pos: ref.append(r), args.batch_size, 'exact', 0, fuse=False)
                 ref = np.concatenate(ref)

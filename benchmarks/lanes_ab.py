@@ -82,10 +82,10 @@ def _paired(check, sets, runs, tmp):
 
     from benchmarks.input_pipeline import SETS, _write_photos
     from tests.vsepp_release import write_release_checkpoint
-    from vseimageencoder import lanes
-    from vseimageencoder.checkpoint import load_tower
+    from vseimageencoder.pipeline import batch_threads as lanes
+    from vseimageencoder.release.checkpoint import load_tower
     from vseimageencoder.cli.encode import write_embeddings
-    from vseimageencoder.inference import InferenceTower
+    from vseimageencoder.model.inference import InferenceTower
 
     logging.getLogger('vseimageencoder').setLevel(logging.ERROR)
     ckpt = tmp / 'model_best.pth.tar'
@@ -113,7 +113,7 @@ def _paired(check, sets, runs, tmp):
 
     fused = None
     if check == 'fuse':
-        from vseimageencoder.threads import torch_threads
+        from vseimageencoder.pipeline.thread_budget import torch_threads
         fused = InferenceTower(load_tower(str(ckpt))[0], 'auto')
         with torch_threads(1):  # as each of the 2 lanes runs it
             assert fused.fuse(lanes.chunk_size(24, 8, 2)), 'the tower could not be fused here'
@@ -150,9 +150,9 @@ def _tower(runs, precision, tmp):
     import torch
 
     from tests.vsepp_release import write_release_checkpoint
-    from vseimageencoder.checkpoint import load_tower
-    from vseimageencoder.inference import InferenceTower
-    from vseimageencoder.threads import torch_threads
+    from vseimageencoder.release.checkpoint import load_tower
+    from vseimageencoder.model.inference import InferenceTower
+    from vseimageencoder.pipeline.thread_budget import torch_threads
 
     ckpt = tmp / 'model_best.pth.tar'
     write_release_checkpoint(ckpt, 'resnet152', legacy=True, seed=1, text=False)

@@ -60,9 +60,9 @@ def main():
     from benchmarks.bench import _machine
     from tests.photos import FIDELITY_SET, write_set
     from tests.vsepp_release import write_release_checkpoint
-    from vseimageencoder import preprocess as pp
-    from vseimageencoder.checkpoint import load_tower
-    from vseimageencoder.inference import InferenceTower
+    from vseimageencoder.images import read as pp
+    from vseimageencoder.release.checkpoint import load_tower
+    from vseimageencoder.model.inference import InferenceTower
 
     started = time.perf_counter()
 

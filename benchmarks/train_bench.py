@@ -62,7 +62,7 @@ def plain_modules(img_dim, vocab_size, word_dim, embed, cnn_type=None):
     import torch
     from torch import nn
 
-    from vseimageencoder.model import build_backbone
+    from vseimageencoder.model.image import build_backbone
 
     class Image(nn.Module):
         def __init__(self):

@@ -11,16 +11,16 @@ before a Flow starts covers them.
 
 def disable_phone_home():
     """Switch jina 0.9 offline where it is installed (the jina 3 run has none to switch)."""
-    from vseimageencoder import _jina09_installed
+    from vseimageencoder.jina09.yaml_tags import jina09_installed as _jina09_installed
     if not _jina09_installed():
         return
-    from vseimageencoder._jina09 import disable_phone_home as package_switch
+    from vseimageencoder.jina09.offline import disable_phone_home as package_switch
     package_switch()
 
 
 def main(argv=None):
     # the package's own offline `jina`, so the tests that run pods exercise it
-    from vseimageencoder.jina09_cli import main as offline_jina
+    from vseimageencoder.jina09.cli import main as offline_jina
     offline_jina(argv)
 
 

@@ -4,7 +4,7 @@ import os
 import sys
 
 try:
-    import vseimageencoder.executor  # noqa: F401
+    import vseimageencoder.jina09.executor  # noqa: F401
 except ImportError:  # not installed: use the source tree this file belongs to
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    import vseimageencoder.executor  # noqa: F401
+    import vseimageencoder.jina09.executor  # noqa: F401

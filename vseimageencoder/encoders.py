@@ -2,7 +2,7 @@
 
 Each loads its tower once from a released VSE++ checkpoint, prepares it for inference on
 one device, validates input and returns float32 numpy embeddings. The jina 0.9.33
-executors (:mod:`vseimageencoder.executor`) and the jina 3 Executors are thin layers over
+executors (:mod:`vseimageencoder.jina09.executor`) and the jina 3 Executors are thin layers over
 these classes; the command line uses them directly.
 """
 import logging
@@ -12,10 +12,10 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from .checkpoint import load_tower
-from .checkpoint_files import DEFAULT_SEARCH_DIRS, resolve_checkpoint_path
-from .inference import PRECISIONS, InferenceTower, check_device
-from .preprocess import (DEFAULT_RESIZE, check_feature_batch, check_image_batch, check_resize,
+from vseimageencoder.release.checkpoint import load_tower
+from vseimageencoder.release.locate import DEFAULT_SEARCH_DIRS, resolve_checkpoint_path
+from vseimageencoder.model.inference import PRECISIONS, InferenceTower, check_device
+from vseimageencoder.images.read import (DEFAULT_RESIZE, check_feature_batch, check_image_batch, check_resize,
                          normalize_channel_axis, transform_batch)
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class ImageEncoder:
 
     def fuse(self, batch_size: int, fuse: Optional[bool] = None) -> bool:
         """Compile the backbone with oneDNN Graph fusion for forward passes of ``batch_size``
-        images (:meth:`~vseimageencoder.inference.InferenceTower.fuse`: a few seconds once,
+        images (:meth:`~vseimageencoder.model.inference.InferenceTower.fuse`: a few seconds once,
         CPU only; passes of other sizes still run, unfused, with the same results).
 
         :param fuse: None: only when the tower runs ``bf16`` or ``fp16`` (fp32 gains less and
@@ -163,9 +163,9 @@ class TextEncoder:
                  search_dirs: Sequence[PathLike] = DEFAULT_SEARCH_DIRS):
         import torch
 
-        from .checkpoint import load_text_tower
-        from .inference import DTYPES, resolve_precision
-        from .vocab import NotAVocabularyError, read_vocabulary, resolve_vocabulary_path
+        from vseimageencoder.release.checkpoint import load_text_tower
+        from vseimageencoder.model.inference import DTYPES, resolve_precision
+        from vseimageencoder.release.vocab import NotAVocabularyError, read_vocabulary, resolve_vocabulary_path
 
         check_precision(precision)
         self.device = check_device(device)  # before anything is read: a missing GPU fails at once
@@ -197,7 +197,7 @@ class TextEncoder:
     def check(self, texts) -> list:
         """Captions as a list of str (from a list, tuple or 1-d array); TypeError names the
         first item that is not a str."""
-        from .vocab import check_texts
+        from vseimageencoder.release.vocab import check_texts
         return check_texts(texts)
 
     def word_ids(self, caption: str) -> list:
@@ -206,7 +206,7 @@ class TextEncoder:
 
     def encode_checked(self, captions: Sequence[str]) -> np.ndarray:
         """Embed captions that :meth:`check` returned (or a slice of them)."""
-        from .text_model import pad_ids
+        from vseimageencoder.model.text import pad_ids
 
         if len(captions) == 0:
             return np.zeros((0, self.embed_size), dtype=np.float32)

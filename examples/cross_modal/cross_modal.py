@@ -75,10 +75,10 @@ def _prepare(workspace, model_path, vocab_path, create=True):
     directory (the Flow YAMLs name their pods' YAMLs relative to it). Only indexing
     creates the workspace."""
     import vseimageencoder  # noqa: F401  registers !VSEImageEncoder / !VSETextEncoder
-    from vseimageencoder._jina09 import disable_phone_home
+    from vseimageencoder.jina09.offline import disable_phone_home
 
     from vseimageencoder.encoders import DEFAULT_SEARCH_DIRS
-    from vseimageencoder.checkpoint import resolve_checkpoint_path
+    from vseimageencoder.release.checkpoint import resolve_checkpoint_path
 
     disable_phone_home()
     # Resolved here as the encoders would (working directory, then the checkout), since the
@@ -100,10 +100,10 @@ def _flow(name):
 def _image_docs(paths: Sequence[Path], skip_unreadable=True):
     """One Document per readable image: the VSE++ evaluation transform as its blob, the file
     as its uri. Unreadable files are named and left out, or (``skip_unreadable=False``, for
-    queries) raise :class:`~vseimageencoder.preprocess.ImageReadError` or
+    queries) raise :class:`~vseimageencoder.images.read.ImageReadError` or
     :class:`FileNotFoundError` naming the file."""
     from jina import Document
-    from vseimageencoder.preprocess import ImageReadError, transform
+    from vseimageencoder.images.read import ImageReadError, transform
 
     docs = []
     for p in paths:
@@ -118,7 +118,7 @@ def _image_docs(paths: Sequence[Path], skip_unreadable=True):
 
 def index_images(paths: Sequence, workspace, model_path='pretrained', vocab_path=None) -> int:
     """Index image files (folders expand to their images). Returns the number indexed."""
-    from vseimageencoder.preprocess import expand_paths
+    from vseimageencoder.images.read import expand_paths
 
     _prepare(workspace, model_path, vocab_path)
     files = [p.resolve() for p in expand_paths(paths)]

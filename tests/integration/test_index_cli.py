@@ -16,7 +16,7 @@ from tests.images import reference_batch
 from tests.vsepp_release import reference_embed
 from vseimageencoder.index import DamagedIndexError, Writer, escape, load_pair, open_index
 from vseimageencoder.index.store import manifest_path
-from vseimageencoder.weights import sha256_of
+from vseimageencoder.release.weights import sha256_of
 
 
 def run_cli(*args, **kw):
@@ -297,7 +297,7 @@ def test_kill_9_at_random_points_then_resume_equals_one_run(tmp_path, small_rele
 def test_import_into_an_existing_index_loads_no_torch(tmp_path, small_release):
     # Adding rows to an index records nothing new about the model: the command must not pay
     # for importing torch (3 of the 7 seconds of a 1,000-row add to 1M rows, docs/index.md).
-    from vseimageencoder.index.pair import PairWriter
+    from vseimageencoder.index.npy_pair import PairWriter
     ckpt = small_release[0]
     rng = np.random.default_rng(5)
 

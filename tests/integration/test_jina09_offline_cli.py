@@ -1,5 +1,5 @@
 """jina 0.9.33's `jina` command asks api.jina.ai for the latest version before every command
-(issue 19.9); `python -m vseimageencoder.jina09_cli`, which the pod image's entrypoint runs,
+(issue 19.9); `python -m vseimageencoder.jina09.cli`, which the pod image's entrypoint runs,
 is the same command line without that. An audit hook in the child (tests/jina3/netguard)
 records every name lookup or connection beyond 127.0.0.1."""
 import os
@@ -32,4 +32,4 @@ def test_plain_jina_phones_home(tmp_path):
 
 
 def test_package_jina_command_stays_local(tmp_path):
-    assert _attempts([sys.executable, '-m', 'vseimageencoder.jina09_cli'], tmp_path) == ''
+    assert _attempts([sys.executable, '-m', 'vseimageencoder.jina09.cli'], tmp_path) == ''

@@ -48,13 +48,13 @@ def _reference_towers(ckpt_path):
 
 
 def _words(vocab_file):
-    from vseimageencoder.vocab import read_vocabulary
+    from vseimageencoder.release.vocab import read_vocabulary
     w2i = read_vocabulary(vocab_file).word2idx
     return [w for w, _ in sorted(w2i.items(), key=lambda kv: kv[1])][4:]
 
 
 def _images(data, n=5):
-    from vseimageencoder.preprocess import transform
+    from vseimageencoder.images.read import transform
     paths = sorted((data['images'] / 'images').glob('*.png'))[:n]
     return np.stack([transform(p, resize='exact') for p in paths])
 

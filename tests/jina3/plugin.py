@@ -5,7 +5,7 @@
   private HOME, spawn start method, and the netguard audit hook in this process too.
 - At the end: anything the netguard refused, in any process, fails the run.
 - From tests/unit it keeps the tests of the jina-free core and leaves out those of the
-  jina 0.9.33 front end (they name jina, its executors or vseimageencoder.executor, in the
+  jina 0.9.33 front end (they name jina, its executors or vseimageencoder.jina09.executor, in the
   module body, the test or a fixture it uses), which the 0.9 run (.venv) covers.
 """
 import importlib.util

@@ -111,7 +111,7 @@ def test_docker_compose_export(tmp_path):
 def test_jina09_executor_import_says_what_to_install():
     import importlib
     with pytest.raises(ImportError) as e:
-        importlib.import_module('vseimageencoder.executor')
+        importlib.import_module('vseimageencoder.jina09.executor')
     msg = str(e.value)
     for part in ('jina==0.9.33', 'Python 3.8 or 3.9', 'jina 3.34.0 installed', 'scripts/setup.sh',
                  'from vseimageencoder.jina3 import', 'scripts/setup.sh --jina3'):

@@ -30,8 +30,8 @@ def test_jina3_executors_serve_the_trained_model(trained):
     from PIL import Image
 
     from vseimageencoder.jina3 import ImageDoc, TextDoc, VSEImageEncoder, VSETextEncoder
-    from vseimageencoder.preprocess import transform
-    from vseimageencoder.vocab import read_vocabulary
+    from vseimageencoder.images.read import transform
+    from vseimageencoder.release.vocab import read_vocabulary
 
     out, data = trained
     pixels = [np.asarray(Image.open(p).convert('RGB'))

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from tests.vsepp_release import reference_embed, write_release_checkpoint
-from vseimageencoder import checkpoint as ck
-from vseimageencoder.model import build_tower
+from vseimageencoder.release import checkpoint as ck
+from vseimageencoder.model.image import build_tower
 
 
 # ----------------------------------------------------------------------- key remaps

@@ -201,7 +201,7 @@ def test_readers_keep_input_order_and_skip_bad_files(tmp_path, small_release):
 def test_resize_modes_on_large_photos(tmp_path, small_release):
     """--resize exact is the faithful transform; the default (fast) stays within cosine 0.999."""
     from tests.photos import write_photo
-    from vseimageencoder.preprocess import read_image
+    from vseimageencoder.images.read import read_image
     ckpt, backbone, fc = small_release
     d = tmp_path / 'big'
     files = [write_photo(d / 'a.jpg', 2400, 1600, seed=1), write_photo(d / 'b.jpg', 2049, 1537, seed=2, orientation=3),

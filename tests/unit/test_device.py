@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from vseimageencoder.inference import DeviceUnavailableError, available_devices, check_device
+from vseimageencoder.model.inference import DeviceUnavailableError, available_devices, check_device
 
 MISSING = 'cuda:%d' % (torch.cuda.device_count() if torch.cuda.is_available() else 0)
 
@@ -68,7 +68,7 @@ def test_cli_says_one_line_and_exits_2(tmp_path, small_release, command):
 def test_jina09_executor_on_gpu_without_one_is_a_named_error(small_release):
     if torch.cuda.is_available():
         pytest.skip('on_gpu asks for cuda:0, which this machine has')
-    from vseimageencoder.executor import VSEImageEncoder, VSETextEncoder
+    from vseimageencoder.jina09.executor import VSEImageEncoder, VSETextEncoder
     for cls in (VSEImageEncoder, VSETextEncoder):
         with pytest.raises(DeviceUnavailableError, match=r"'cuda:0' is not available.*on_gpu=True"):
             cls(model_path=str(small_release[0]), metas={'on_gpu': True})

@@ -14,8 +14,8 @@ import pytest
 
 from tests.archive_server import ArchiveServer, write_release_archive
 from tests.py27_pickle import vocab_words, write_py27_vocab
-from vseimageencoder import weights
-from vseimageencoder.checkpoint import CheckpointIntegrityError, load_tower
+from vseimageencoder.release import weights
+from vseimageencoder.release.checkpoint import CheckpointIntegrityError, load_tower
 
 NAME = 'f30k_vse++_resnet'
 VOCAB = 'f30k_vocab.pkl'
@@ -186,7 +186,7 @@ def test_vocab_download_command():
 # ----------------------------------------------------------------------- with the vocabulary
 
 def test_model_and_vocab_into_one_folder(tmp_path, both, archive, vocab_archive):
-    from vseimageencoder.vocab import read_vocabulary, resolve_vocabulary_path
+    from vseimageencoder.release.vocab import read_vocabulary, resolve_vocabulary_path
 
     dest = tmp_path / 'pretrained'
     with ArchiveServer(both) as server:
@@ -455,7 +455,7 @@ def test_failed_download_removes_only_folders_it_created(tmp_path):
 def test_sha256_is_read_once_and_follows_every_change(tmp_path, monkeypatch):
     import hashlib
     import os
-    from vseimageencoder import weights
+    from vseimageencoder.release import weights
     p = tmp_path / 'model_best.pth.tar'
     p.write_bytes(b'a' * 5000)
     assert weights.sha256_of(p) == hashlib.sha256(b'a' * 5000).hexdigest()

@@ -4,7 +4,7 @@ import pytest
 
 from tests.vsepp_release import reference_embed, write_release_checkpoint
 from vseimageencoder import VSEImageEncoder
-from vseimageencoder.checkpoint import CheckpointNotFoundError, UnsafeCheckpointError
+from vseimageencoder.release.checkpoint import CheckpointNotFoundError, UnsafeCheckpointError
 
 
 @pytest.fixture(scope='module')
@@ -76,7 +76,7 @@ def test_jina_batching_gives_same_result(small_release):
 def test_fused_for_the_metas_batch_size_in_reduced_precision(small_release):
     """fuse=None: a bf16 tower with metas batch_size is fused for it at post_init; fp32, or no
     batch_size, is not; fuse=True fuses fp32 too and still gives the reference."""
-    from vseimageencoder.fusion import fusion_available
+    from vseimageencoder.model.onednn_graph import fusion_available
     if not fusion_available():
         pytest.skip('this torch has no TorchScript oneDNN fuser')
     path, backbone, fc = small_release

@@ -25,7 +25,7 @@ def test_table_json_and_ranks(model_and_data, tmp_path, capsys):
     from vseimageencoder.encoders import ImageEncoder, TextEncoder
     from vseimageencoder.training.data import precomp_split
     from vseimageencoder.training.metrics import i2t_ranks, t2i_ranks
-    from vseimageencoder.weights import sha256_of
+    from vseimageencoder.release.weights import sha256_of
 
     out, data = model_and_data
     js, npz = tmp_path / 'r.json', tmp_path / 'r.npz'
@@ -119,7 +119,7 @@ def test_precomputed_counts_and_kinds_are_named(tmp_path, run_cli, model_and_dat
 @pytest.mark.parametrize('readers', [None, 0, 2])
 def test_images_encoded_in_order_and_an_unreadable_one_named(tmp_path, readers):
     from PIL import Image
-    from vseimageencoder.preprocess import transform
+    from vseimageencoder.images.read import transform
     from vseimageencoder.training.data import DataError
     from vseimageencoder.training.evaluation import encode_image_files
 

@@ -11,8 +11,8 @@ from PIL import Image
 
 from tests.photos import TEST_SET, photo, write_set
 from tests.vsepp_release import reference_embed
-from vseimageencoder import preprocess as pp
-from vseimageencoder.reader import PrefetchReader, default_readers, read_in_order
+from vseimageencoder.images import read as pp
+from vseimageencoder.pipeline.prefetch import PrefetchReader, default_readers, read_in_order
 
 STD = np.asarray(pp.IMAGENET_STD, np.float32)[:, None, None]
 MEAN = np.asarray(pp.IMAGENET_MEAN, np.float32)[:, None, None]
@@ -240,7 +240,7 @@ def test_inline_reader_is_the_same_sequence():
 
 def test_executor_takes_resize_from_yaml(tmp_path, small_release, photos):
     from jina.executors import BaseExecutor
-    import vseimageencoder.executor  # noqa: F401  (registers the YAML tag)
+    import vseimageencoder.jina09.executor  # noqa: F401  (registers the YAML tag)
     from vseimageencoder.encoders import ImageEncoder
     ckpt = small_release[0]
     pixels = np.asarray(pp.read_image(photos[1]))[None].transpose(0, 3, 1, 2)

@@ -1,4 +1,4 @@
-"""vseimageencoder.fetch: the rules for files and URLs a client names, against real files,
+"""vseimageencoder.images.sources: the rules for files and URLs a client names, against real files,
 FIFOs, symlinks and a real HTTP server on 127.0.0.1 (no jina). The same rules through real
 jina 3 Deployments: tests/jina3/test_deployments.py."""
 import http.server
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from vseimageencoder.fetch import SourcePolicy, SourceRefused, address_rule
+from vseimageencoder.images.sources import SourcePolicy, SourceRefused, address_rule
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -223,7 +223,7 @@ def test_a_hung_resolver_costs_the_deadline_not_the_resolver_timeout(tmp_path):
     (tmp_path / 'resolv.conf').write_text('nameserver 127.0.0.1\noptions timeout:30 attempts:1\n')
     (tmp_path / 'nsswitch.conf').write_text('hosts: files dns\n')
     child = ("import time\n"
-             "from vseimageencoder.fetch import SourcePolicy, SourceRefused\n"
+             "from vseimageencoder.images.sources import SourcePolicy, SourceRefused\n"
              "t = time.monotonic()\n"
              "try:\n"
              "    policy = SourcePolicy(fetch_urls=True, url_timeout=1.5)\n"

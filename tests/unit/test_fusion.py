@@ -8,10 +8,10 @@ import pytest
 import torch
 from tests.images import write_noise_images
 from tests.vsepp_release import reference_embed
-from vseimageencoder.batch_embed import FUSE_MIN_IMAGES, embed_files
-from vseimageencoder.checkpoint import load_tower
-from vseimageencoder.fusion import fuse_backbone, fusion_available
-from vseimageencoder.inference import InferenceTower
+from vseimageencoder.pipeline.embed_files import FUSE_MIN_IMAGES, embed_files
+from vseimageencoder.release.checkpoint import load_tower
+from vseimageencoder.model.onednn_graph import fuse_backbone, fusion_available
+from vseimageencoder.model.inference import InferenceTower
 
 pytestmark = pytest.mark.skipif(not fusion_available(), reason='this torch has no TorchScript oneDNN fuser')
 
@@ -96,7 +96,7 @@ class _BatchDependent(torch.nn.Module):
 @pytest.mark.filterwarnings('ignore::torch.jit.TracerWarning')
 def test_a_fused_graph_that_disagrees_is_refused(caplog):
     net = _BatchDependent().eval()
-    with caplog.at_level(logging.WARNING, logger='vseimageencoder.fusion'):
+    with caplog.at_level(logging.WARNING, logger='vseimageencoder.model.onednn_graph'):
         assert fuse_backbone(net, torch.randn(3, 3, 32, 32)) is None
     assert 'disagrees' in caplog.text and '_BatchDependent' in caplog.text
 
@@ -106,7 +106,7 @@ def test_an_untraceable_backbone_is_refused_with_the_reason(caplog):
         def forward(self, x):
             return {'features': x}  # a dict output: trace refuses it (strict mode)
 
-    with caplog.at_level(logging.WARNING, logger='vseimageencoder.fusion'):
+    with caplog.at_level(logging.WARNING, logger='vseimageencoder.model.onednn_graph'):
         assert fuse_backbone(Untraceable().eval(), torch.randn(2, 3, 8, 8)) is None
     assert 'could not fuse the Untraceable backbone' in caplog.text
 
@@ -149,7 +149,7 @@ def test_embed_files_fuses_bulk_jobs_only(small_release, photos, readers):
 
 
 def test_auto_fuses_reduced_precision_from_the_threshold_on(small_release, photos, monkeypatch):
-    from vseimageencoder import batch_embed
+    from vseimageencoder.pipeline import embed_files as batch_embed
     path = small_release[0]
     monkeypatch.setattr(batch_embed, 'FUSE_MIN_IMAGES', len(photos))  # as if this were a bulk job
     fp32 = InferenceTower(load_tower(path)[0], 'fp32')

@@ -1,4 +1,4 @@
-"""The device decode path (vseimageencoder/gpu_decode.py) against the exact transform, run
+"""The device decode path (vseimageencoder/pipeline/cuda_decode.py) against the exact transform, run
 on the CPU: torchvision's libjpeg-turbo decoder and torch's resize must land within one
 8-bit level of PIL's faithful transform, upright whatever the EXIF orientation."""
 import os
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from vseimageencoder import gpu_decode
-from vseimageencoder import preprocess as pp
+from vseimageencoder.pipeline import cuda_decode as gpu_decode
+from vseimageencoder.images import read as pp
 from tests.photos import write_photo
 
 #: One 8-bit level after normalisation, at the smallest std (0.224): the largest step two
@@ -71,9 +71,9 @@ def test_other_formats_take_the_host_transform(tmp_path):
 
 
 def test_embed_files_on_device_matches_exact(jpegs, small_release):
-    from vseimageencoder.batch_embed import embed_files
-    from vseimageencoder.checkpoint import load_tower
-    from vseimageencoder.inference import InferenceTower
+    from vseimageencoder.pipeline.embed_files import embed_files
+    from vseimageencoder.release.checkpoint import load_tower
+    from vseimageencoder.model.inference import InferenceTower
 
     tower, _ = load_tower(str(small_release[0]))
     model = InferenceTower(tower)

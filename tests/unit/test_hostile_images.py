@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from tests.images import write_noise_images
-from vseimageencoder import preprocess as pp
+from vseimageencoder.images import read as pp
 
 ENV = dict(os.environ, PYTHONUNBUFFERED='1')
 
@@ -108,7 +108,7 @@ def test_encode_skips_a_fifo_named_like_a_photo(tmp_path, small_release):
 
 _BLOCKED_READER = '''
     import os, sys, time
-    from vseimageencoder.reader import PrefetchReader
+    from vseimageencoder.pipeline.prefetch import PrefetchReader
     fifo = args[0]
 
     def load(path):
@@ -220,7 +220,7 @@ def huge_png(tmp_path_factory):
 
 _DECODE = '''
     import io
-    from vseimageencoder import preprocess as pp
+    from vseimageencoder.images import read as pp
     path = args[0]
     outcomes = []
     for how in ('fast', 'exact', 'bytes'):
@@ -254,7 +254,7 @@ def test_pixel_limit_is_configurable(tmp_path, monkeypatch):
     path = tmp_path / 'x.png'
     Image.new('RGB', (300, 200)).save(str(path))
     code = '''
-        from vseimageencoder import preprocess as pp
+        from vseimageencoder.images import read as pp
         return '%d %s' % (pp.MAX_IMAGE_PIXELS, pp.read_image(args[0]).size)
     '''
     monkeypatch.setenv('VSEIMAGEENCODER_MAX_PIXELS', '50000')

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from tests.py27_pickle import vocab_words, write_py27_vocab
-from vseimageencoder import checkpoint as ck
-from vseimageencoder import safe_pickle as sp
-from vseimageencoder import vocab as vc
+from vseimageencoder.release import checkpoint as ck
+from vseimageencoder.release import pickle_scan as sp
+from vseimageencoder.release import vocab as vc
 
 DEEP_TUPLE_KEY = b'\x80\x02}N' + b'\x85' * 300000 + b'K\x01s.'  # {((((None,),),...): 1}
 LEGACY_HEAD = (pickle.dumps(0x1950a86a20f9469cfc6c, 2) + pickle.dumps(1001, 2)
@@ -47,7 +47,7 @@ def zip_file(path: Path, main: bytes, records=None) -> Path:
     return path
 
 
-def load_in_child(path: Path, call: str = 'vseimageencoder.checkpoint.load_tower', limit_mb: int = 0):
+def load_in_child(path: Path, call: str = 'vseimageencoder.release.checkpoint.load_tower', limit_mb: int = 0):
     """Run ``call(path)`` in a child Python; returns (returncode, 'ErrorClass: message' or
     'ok', peak RSS in MB). ``limit_mb`` caps the child's address space."""
     module, func = call.rsplit('.', 1)
@@ -82,7 +82,7 @@ def load_all_in_child(paths):
     MB, its return code). A crash on one file leaves the later ones without a result."""
     code = textwrap.dedent('''
         import sys
-        from vseimageencoder import checkpoint
+        from vseimageencoder.release import checkpoint
         for path in sys.argv[1:]:
             try:
                 checkpoint.load_tower(path)
@@ -248,7 +248,7 @@ def test_compressed_zip_record_is_not_inflated(crash_cases):
 def test_deep_tuple_in_vocabulary_is_refused_not_a_crash(tmp_path):
     path = tmp_path / 'f30k_vocab.pkl'
     path.write_bytes(DEEP_TUPLE_KEY)
-    rc, out, _ = load_in_child(path, 'vseimageencoder.vocab.read_vocabulary')
+    rc, out, _ = load_in_child(path, 'vseimageencoder.release.vocab.read_vocabulary')
     assert rc == 0, out
     assert out.startswith('UnsafeVocabularyError') and str(path) in out
 

@@ -10,7 +10,7 @@ import pytest
 from vseimageencoder.index import (DamagedIndexError, IndexFileError, IndexLockedError, NewerFormatError,
                                    NotAnIndexError, PairWriter, Writer, escape, load_pair, open_index,
                                    unescape)
-from vseimageencoder.index.names import BadEscapeError
+from vseimageencoder.index.name_escaping import BadEscapeError
 
 HOSTILE = [b'plain.jpg', b'evil\nb.jpg', b'bad\xff.jpg', b'\x1b[2J\x1b[31mred.jpg', b'back\\slash\\x41.jpg',
            'caf\u00e9 \u202egnp.jpg'.encode(), b'\xc2\x9b31m c1.jpg', b'cut\xe2\x82', b'\xed\xa0\x80sur.png',

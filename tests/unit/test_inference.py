@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from tests.vsepp_release import reference_embed, write_release_checkpoint
-from vseimageencoder.checkpoint import load_tower
-from vseimageencoder.inference import (InferenceTower, cpu_has_fast_bf16, fold_batchnorms,
+from vseimageencoder.release.checkpoint import load_tower
+from vseimageencoder.model.inference import (InferenceTower, cpu_has_fast_bf16, fold_batchnorms,
                                        resolve_precision)
 
 
@@ -66,7 +66,7 @@ def test_resolve_precision():
 
 def test_executor_precision_from_yaml(tmp_path, release):
     from jina.executors import BaseExecutor
-    import vseimageencoder.executor  # noqa: F401  registers our tag over jina's bundled copy
+    import vseimageencoder.jina09.executor  # noqa: F401  registers our tag over jina's bundled copy
     path = release[0]
     y = tmp_path / 'enc.yml'
     y.write_text('!VSEImageEncoder\nwith:\n  model_path: %s\n  precision: bf16\n' % path)

@@ -3,7 +3,7 @@ infinite float pixels or features, and a channel axis between the spatial axes."
 import numpy as np
 import pytest
 
-from vseimageencoder.preprocess import (NonFiniteInputError, check_feature_batch,
+from vseimageencoder.images.read import (NonFiniteInputError, check_feature_batch,
                                         check_image_batch, normalize_channel_axis)
 
 

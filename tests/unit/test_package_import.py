@@ -19,12 +19,12 @@ def _results(code, repo_root):
 def test_jina_is_imported_only_when_used(repo_root):
     got = _results(
         'import vseimageencoder\n'
-        'print("RESULT", "jina" in sys.modules, "vseimageencoder.executor" in sys.modules, %s)\n'
+        'print("RESULT", "jina" in sys.modules, "vseimageencoder.jina09.executor" in sys.modules, %s)\n'
         'import importlib.util\n'
         'importlib.util.find_spec("jina")  # a look that imports nothing must not use up the hook\n'
         'print("RESULT", "jina" in sys.modules, %s)\n'
         'import jina.flow\n'
-        'print("RESULT", "vseimageencoder.executor" in sys.modules, %s,\n'
+        'print("RESULT", "vseimageencoder.jina09.executor" in sys.modules, %s,\n'
         '      "exec_module" in vars(jina.__loader__), type(jina.__loader__).__name__)\n'
         % (IN_META_PATH, IN_META_PATH, IN_META_PATH), repo_root)
     assert got[0] == ['False', 'False', 'True']
@@ -36,7 +36,7 @@ def test_jina_is_imported_only_when_used(repo_root):
 
 def test_jina_imported_first_registers_at_once(repo_root):
     got = _results('import jina\nimport vseimageencoder\n'
-                   'print("RESULT", "vseimageencoder.executor" in sys.modules, %s)\n' % IN_META_PATH,
+                   'print("RESULT", "vseimageencoder.jina09.executor" in sys.modules, %s)\n' % IN_META_PATH,
                    repo_root)
     assert got == [['True', 'False']]
 
@@ -57,7 +57,7 @@ def test_reload_leaves_one_hook_and_jina_still_imports(repo_root):
                    'importlib.reload(vseimageencoder)\n'
                    'print("RESULT", sum(getattr(f, "_vse_after_jina", False) is True for f in sys.meta_path))\n'
                    'import jina\n'
-                   'print("RESULT", "vseimageencoder.executor" in sys.modules, %s)\n' % IN_META_PATH, repo_root)
+                   'print("RESULT", "vseimageencoder.jina09.executor" in sys.modules, %s)\n' % IN_META_PATH, repo_root)
     assert got == [['1'], ['True', 'False']]
 
 
@@ -75,4 +75,4 @@ def test_executors_first_reached_from_a_thread_say_to_import_on_the_main_thread(
                    'from vseimageencoder import VSEImageEncoder\n'  # the main thread: fine
                    'print("RESULT", VSEImageEncoder.__module__)\n', repo_root)
     assert 'main_thread' in got[0][0] and 'signal_handler' in got[0][0], got
-    assert got[1] == ['vseimageencoder.executor']
+    assert got[1] == ['vseimageencoder.jina09.executor']

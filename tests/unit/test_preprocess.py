@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from tests.images import reference_transform, write_image_set
-from vseimageencoder import preprocess as pp
+from vseimageencoder.images import read as pp
 
 
 @pytest.fixture(scope='module')

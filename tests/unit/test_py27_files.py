@@ -14,7 +14,7 @@ import torch
 
 from tests import py27_pickle as p27
 from tests.vsepp_release import reference_embed
-from vseimageencoder import checkpoint as ck
+from vseimageencoder.release import checkpoint as ck
 
 
 def ops_of(data: bytes):

@@ -12,9 +12,9 @@ import pytest
 from tests.py27_pickle import (vocab_words, write_hostile_py27_vocab, write_py27_release_checkpoint,
                                write_py27_vocab)
 from tests.vsepp_release import reference_text_embed, reference_word_ids, write_release_checkpoint
-from vseimageencoder.checkpoint import NotVSECheckpointError
+from vseimageencoder.release.checkpoint import NotVSECheckpointError
 from vseimageencoder.encoders import TextEncoder
-from vseimageencoder.vocab import (NotAVocabularyError, UnsafeVocabularyError, VocabularyNotFoundError,
+from vseimageencoder.release.vocab import (NotAVocabularyError, UnsafeVocabularyError, VocabularyNotFoundError,
                                    tokenize)
 
 VOCAB_SIZE = 44
@@ -156,8 +156,8 @@ def test_hostile_vocabulary_refused_without_running(tmp_path, release_1layer, ki
 
 def test_vocabulary_differing_from_its_download_record(tmp_path, release_1layer):
     import json
-    from vseimageencoder.vocab import VocabularyError
-    from vseimageencoder.weights import record_path, sha256_of
+    from vseimageencoder.release.vocab import VocabularyError
+    from vseimageencoder.release.weights import record_path, sha256_of
     vocab = write_py27_vocab(tmp_path / 'f30k_vocab.pkl', vocab_words(VOCAB_SIZE - 4))
     record_path(vocab).write_text(json.dumps({'vocab': 'f30k', 'size': vocab.stat().st_size,
                                               'sha256': sha256_of(vocab)}))
@@ -232,5 +232,5 @@ def test_import_registers_both_yaml_tags(release_1layer, repo_root):
                        universal_newlines=True, timeout=120, cwd=str(repo_root))
     assert r.returncode == 0, r.stderr[-3000:]
     result = [l for l in r.stdout.splitlines() if l.startswith('RESULT ')]  # jina logs to stdout
-    assert result and result[-1].split()[1:3] == ['vseimageencoder.executor', 'vseimageencoder.executor']
+    assert result and result[-1].split()[1:3] == ['vseimageencoder.jina09.executor', 'vseimageencoder.jina09.executor']
     assert result[-1].endswith('(1, 32)')

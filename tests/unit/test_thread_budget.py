@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vseimageencoder.lanes import chunk_size, embed_in_lanes
-from vseimageencoder.threads import MAX_LANES, ThreadBudget, thread_budget, torch_threads
+from vseimageencoder.pipeline.batch_threads import chunk_size, embed_in_lanes
+from vseimageencoder.pipeline.thread_budget import MAX_LANES, ThreadBudget, thread_budget, torch_threads
 
 
 @pytest.mark.parametrize('cores, readers, expected', [
@@ -141,9 +141,9 @@ def test_lanes_embed_as_the_main_thread_does(tmp_path, small_release):
     """The default (lanes) and reading on the main thread give the same rows (a skipped file
     makes the two group images into different batches: float32 rounding apart)."""
     from tests.photos import write_photo
-    from vseimageencoder.batch_embed import embed_files
-    from vseimageencoder.checkpoint import load_tower
-    from vseimageencoder.inference import InferenceTower
+    from vseimageencoder.pipeline.embed_files import embed_files
+    from vseimageencoder.release.checkpoint import load_tower
+    from vseimageencoder.model.inference import InferenceTower
 
     paths = [write_photo(tmp_path / ('%d.jpg' % i), 320 + 40 * i, 240, seed=i) for i in range(7)]
     paths.insert(3, tmp_path / 'broken.jpg')

@@ -54,8 +54,8 @@ def test_training_lowers_the_loss_and_lifts_rsum(baseline, trained):
 
 
 def test_files_are_in_the_release_layout(trained):
-    from vseimageencoder.checkpoint import read_checkpoint
-    from vseimageencoder.vocab import read_vocabulary
+    from vseimageencoder.release.checkpoint import read_checkpoint
+    from vseimageencoder.release.vocab import read_vocabulary
 
     out, result = trained
     best = read_checkpoint(out / 'model_best.pth.tar')  # the package's safe loader
@@ -90,7 +90,7 @@ def test_trained_model_loads_in_the_encoders_and_scores_as_validated(trained, sh
 def test_bf16_autocast_trains_too(shapes, tmp_path):
     result = train(_opts(shapes, tmp_path, epochs=1, precision='bf16', max_iters=6))
     assert result['iterations'] == 6 and all(np.isfinite(l) for _, l in result['losses'])
-    from vseimageencoder.checkpoint import read_checkpoint
+    from vseimageencoder.release.checkpoint import read_checkpoint
     sd = read_checkpoint(tmp_path / 'checkpoint.pth.tar')['model'][0]
     assert sd['fc.weight'].dtype == torch.float32  # weights stay fp32
 
@@ -108,7 +108,7 @@ def _cli_args(shapes, out, epochs):
 
 
 def test_ctrl_c_leaves_a_checkpoint_that_resume_continues_exactly(shapes, tmp_path):
-    from vseimageencoder.checkpoint import read_checkpoint
+    from vseimageencoder.release.checkpoint import read_checkpoint
 
     straight = train(_opts(shapes, tmp_path / 'straight', epochs=2))
     p = _cli(*_cli_args(shapes, tmp_path / 'cut', 2))
@@ -164,7 +164,7 @@ def test_a_missing_device_is_one_named_error_and_nothing_written(shapes, tmp_pat
     assert not (tmp_path / 'dev').exists()
 
 def test_init_from_keeps_the_vocabulary(shapes, tmp_path, trained):
-    from vseimageencoder.vocab import read_vocabulary
+    from vseimageencoder.release.vocab import read_vocabulary
 
     out, result = trained
     res = train(_opts(shapes, tmp_path / 'ft', epochs=1, max_iters=3, init_from=str(out),

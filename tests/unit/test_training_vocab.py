@@ -5,7 +5,7 @@ import sys
 import types
 
 from vseimageencoder.training.vocabulary import build_vocabulary, vocabulary_pickle, write_vocabulary
-from vseimageencoder.vocab import SPECIAL_TOKENS, read_vocabulary
+from vseimageencoder.release.vocab import SPECIAL_TOKENS, read_vocabulary
 
 
 CAPTIONS = ['A red circle.', 'a RED square', 'the red circle, left', 'a red circle at the top',

@@ -10,8 +10,8 @@ import logging
 import sys
 from typing import List, Optional
 
-from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED  # noqa: F401
-from .encode import encode_files, write_embeddings  # noqa: F401  (the Python entry points)
+from vseimageencoder.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED  # noqa: F401
+from vseimageencoder.cli.encode import encode_files, write_embeddings  # noqa: F401  (the Python entry points)
 
 #: Command name -> module in this package, in the order ``--help`` lists them.
 COMMANDS = {
@@ -26,7 +26,7 @@ COMMANDS = {
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from vseimageencoder import __version__
 
     p = argparse.ArgumentParser(prog='vseimageencoder', description='VSE++ image and caption embeddings.')
     p.add_argument('--version', action='version', version='%(prog)s ' + __version__)
@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s', stream=sys.stderr)
-    logging.getLogger('vseimageencoder.checkpoint').setLevel(logging.WARNING)
+    logging.getLogger('vseimageencoder.release.checkpoint').setLevel(logging.WARNING)
     status = importlib.import_module('.' + COMMANDS[args.command], __name__).run(args)
     if status == EXIT_INTERRUPTED and argv is None and args.command in _EXIT_AT_ONCE:
         _exit_now(status)

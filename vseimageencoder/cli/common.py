@@ -19,7 +19,7 @@ def progress_flags(parser):
 def fuse_flag(parser, help=None):
     """``--fuse {auto,on,off}``; ``help`` says what auto does (default: as the commands that
     embed image files in bulk do)."""
-    from ..batch_embed import FUSE_MIN_IMAGES
+    from vseimageencoder.pipeline.embed_files import FUSE_MIN_IMAGES
 
     parser.add_argument('--fuse', default='auto', choices=('auto', 'on', 'off'),
                         help=help or ('compile the CPU tower with oneDNN Graph fusion before the first '
@@ -29,7 +29,7 @@ def fuse_flag(parser, help=None):
 
 
 def fuse_choice(args):
-    """``--fuse`` as :func:`~vseimageencoder.batch_embed.embed_files` takes it (None: auto)."""
+    """``--fuse`` as :func:`~vseimageencoder.pipeline.embed_files.embed_files` takes it (None: auto)."""
     return {'auto': None, 'on': True, 'off': False}[getattr(args, 'fuse', 'auto')]
 
 

@@ -1,5 +1,5 @@
 """``vseimageencoder download MODEL``: a released model and its vocabulary (no torch import)."""
-from .common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED, logger, progress_enabled,
+from vseimageencoder.cli.common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED, logger, progress_enabled,
                      progress_flags)
 
 
@@ -16,7 +16,7 @@ def _on_sigterm(signum, frame):
 
 
 def add_parser(sub):
-    from ..weights import (DEFAULT_DEADLINE, DEFAULT_MODEL, DEFAULT_STALL_TIMEOUT, MAX_MODEL_BYTES,
+    from vseimageencoder.release.weights import (DEFAULT_DEADLINE, DEFAULT_MODEL, DEFAULT_STALL_TIMEOUT, MAX_MODEL_BYTES,
                            RELEASE_ARCHIVE_URL, RELEASED_MODELS, STALL_MIN_BYTES, VOCAB_ARCHIVE_URL)
     d = sub.add_parser('download', help='fetch a released model and its vocabulary',
                        description='Stream the VSE++ release archive and write one model to '
@@ -54,7 +54,7 @@ def run(args) -> int:
     progress = progress_enabled(args)
     import shlex
 
-    from ..weights import (UnknownModelError, VocabularyDownloadError, WeightsError, download,
+    from vseimageencoder.release.weights import (UnknownModelError, VocabularyDownloadError, WeightsError, download,
                           download_vocab)
 
     for name, value in (('--max-bytes', args.max_bytes), ('--deadline', args.deadline),

@@ -1,14 +1,14 @@
 """``vseimageencoder encode PATH...``: image files in, a .npy of embeddings and its file list out.
 
 Uses the tower directly, without jina: no pods, no network. The files are written by
-:class:`~vseimageencoder.index.pair.PairWriter` (names escaped so any file name survives,
+:class:`~vseimageencoder.index.npy_pair.PairWriter` (names escaped so any file name survives,
 and a header tying the list to its rows), the embedding loop is
-:func:`~vseimageencoder.batch_embed.embed_files`.
+:func:`~vseimageencoder.pipeline.embed_files.embed_files`.
 """
 from pathlib import Path
 from typing import List, Optional
 
-from .common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED, Progress,
+from vseimageencoder.cli.common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED, Progress,
                      bad_reading_args, fuse_choice, fuse_flag, logger, progress_enabled,
                      progress_flags)
 
@@ -24,9 +24,9 @@ def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int 
     does for every front end), then :func:`write_embeddings`; the file list's header records
     the checkpoint's sha256, architecture, resize mode and precision.
     """
-    from ..batch_embed import reading_options
-    from ..encoders import ImageEncoder
-    from ..index import checkpoint_provenance
+    from vseimageencoder.pipeline.embed_files import reading_options
+    from vseimageencoder.encoders import ImageEncoder
+    from vseimageencoder.index import checkpoint_provenance
 
     resize, readers = reading_options(resize, readers)  # bad values fail before the load
     core = ImageEncoder(model_path, precision=precision, device=device, resize=resize)
@@ -48,17 +48,17 @@ def write_embeddings(model, embed_size: int, paths: List[Path], out: Path, batch
     Returns the number of files skipped as unreadable (each named in a warning, the name
     escaped as in the file list).
 
-    ``readers`` threads (None: one per core, :func:`~vseimageencoder.threads.thread_budget`;
+    ``readers`` threads (None: one per core, :func:`~vseimageencoder.pipeline.thread_budget.thread_budget`;
     0: read on this thread, nothing ahead) each decode and transform (``resize``: ``'fast'``
     or ``'exact'``, None for the default) a batch and run the tower on it with their share
-    of the cores (:func:`~vseimageencoder.batch_embed.embed_files`, which also decides
+    of the cores (:func:`~vseimageencoder.pipeline.embed_files.embed_files`, which also decides
     ``fuse``: None fuses a bf16 or fp16 CPU tower for many images).
     Memory is bounded by ``batch_size``: rows are streamed to temporary files beside
     ``out``, renamed into place only when every image was tried. On any abort nothing is
     left at ``out``.
     """
-    from ..batch_embed import embed_files, reading_options
-    from ..index import PairWriter, escape
+    from vseimageencoder.pipeline.embed_files import embed_files, reading_options
+    from vseimageencoder.index import PairWriter, escape
 
     resize, readers = reading_options(resize, readers)
     paths = list(paths)
@@ -98,8 +98,8 @@ def add_parser(sub):
     e.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16', 'auto'),
                    help='backbone precision; auto: fp16 on CUDA, bf16 on CPUs with bf16 '
                         'hardware, else fp32 (default: fp32, faithful)')
-    from ..preprocess import DEFAULT_RESIZE, RESIZE_MODES
-    from ..threads import thread_budget
+    from vseimageencoder.images.read import DEFAULT_RESIZE, RESIZE_MODES
+    from vseimageencoder.pipeline.thread_budget import thread_budget
     e.add_argument('--resize', default=DEFAULT_RESIZE, choices=RESIZE_MODES,
                    help='fast: decode JPEGs at 1/2 to 1/8 scale and resize only the crop (embeddings '
                         'within cosine 0.999 of exact, measured); exact: the faithful transform, full '
@@ -115,12 +115,12 @@ def add_parser(sub):
 
 def run(args) -> int:
     progress = progress_enabled(args)
-    from ..checkpoint_files import CheckpointError
+    from vseimageencoder.release.locate import CheckpointError
 
     if bad_reading_args(args):
         return EXIT_ERROR
     try:
-        from ..preprocess import expand_paths
+        from vseimageencoder.images.read import expand_paths
         paths = list(expand_paths(args.paths))
         if not paths:
             logger.error('no image files found in %s', ', '.join(args.paths))

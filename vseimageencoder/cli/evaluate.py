@@ -3,8 +3,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..atomic import write_atomically
-from .common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, bad_reading_args, logger, progress_enabled,
+from vseimageencoder.files.atomic import write_atomically
+from vseimageencoder.cli.common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, bad_reading_args, logger, progress_enabled,
                      progress_flags)
 
 
@@ -38,7 +38,7 @@ def add_parser(sub):
     e.add_argument('--device', default='cpu', help="torch device, e.g. 'cuda:0' (default: cpu)")
     e.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16', 'auto'),
                    help='tower precision (default: fp32, faithful)')
-    from ..preprocess import DEFAULT_RESIZE, RESIZE_MODES
+    from vseimageencoder.images.read import DEFAULT_RESIZE, RESIZE_MODES
     e.add_argument('--resize', default=DEFAULT_RESIZE, choices=RESIZE_MODES,
                    help='image transform, as for encode (default: %s)' % DEFAULT_RESIZE)
     e.add_argument('--readers', type=int, default=None, metavar='N',
@@ -52,9 +52,9 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..checkpoint_files import CheckpointError
-    from ..vocab import VocabularyError
-    from ..training.data import DataError
+    from vseimageencoder.release.locate import CheckpointError
+    from vseimageencoder.release.vocab import VocabularyError
+    from vseimageencoder.training.data import DataError
 
     if bad_reading_args(args):
         return EXIT_ERROR
@@ -75,7 +75,7 @@ def run(args) -> int:
     except (CheckpointError, VocabularyError, DataError, FileNotFoundError, ValueError, OSError) as e:
         logger.error('%s', e)
         return EXIT_ERROR
-    from ..training.metrics import format_table
+    from vseimageencoder.training.metrics import format_table
     sys.stdout.write(format_table(result, 'split %r of %s, model %s (sha256 %s)' % (
         args.split, args.karpathy or args.precomp, result['checkpoint'], result['model'][:12])) + '\n')
     return EXIT_OK
@@ -85,10 +85,10 @@ def evaluate_model(args) -> dict:
     """Load the model and the split, score it, write ``--output`` / ``--ranks``; the result."""
     import numpy as np
 
-    from ..encoders import ImageEncoder, TextEncoder
-    from ..training.data import DataError, load_split
-    from ..training.evaluation import evaluate_split
-    from ..weights import sha256_of
+    from vseimageencoder.encoders import ImageEncoder, TextEncoder
+    from vseimageencoder.training.data import DataError, load_split
+    from vseimageencoder.training.evaluation import evaluate_split
+    from vseimageencoder.release.weights import sha256_of
 
     split = load_split(args.split, args.karpathy, args.images, args.precomp)
     split.check_files()  # before the model loads: a missing image should not cost that wait

@@ -2,13 +2,13 @@
 import json
 import sys
 
-from .common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED, Progress,
+from vseimageencoder.cli.common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED, Progress,
                      bad_reading_args, fuse_choice, fuse_flag, logger, progress_enabled,
                      progress_flags)
 
 
 def add_parser(sub):
-    from ..preprocess import RESIZE_MODES
+    from vseimageencoder.images.read import RESIZE_MODES
 
     e = sub.add_parser(
         'index', help='create or update an on-disk index of image files',
@@ -44,10 +44,10 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..checkpoint_files import CheckpointError
-    from ..index import (IndexFileError, IndexFormatError, IndexLockedError, ProvenanceMismatchError,
+    from vseimageencoder.release.locate import CheckpointError
+    from vseimageencoder.index import (IndexFileError, IndexFormatError, IndexLockedError, ProvenanceMismatchError,
                          escape, update_index)
-    from ..vocab import VocabularyError
+    from vseimageencoder.release.vocab import VocabularyError
 
     if bad_reading_args(args):
         return EXIT_ERROR

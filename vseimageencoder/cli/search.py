@@ -3,7 +3,7 @@ import os
 import sys
 from pathlib import Path
 
-from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, logger
+from vseimageencoder.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, logger
 
 
 def add_parser(sub):
@@ -44,7 +44,7 @@ class _Refused(Exception):
 
 def _open(target: str):
     """``(search(queries, k) -> [[(score, file)]], dim, provenance or None, recorded checkpoint)``."""
-    from ..index import load_pair, open_index, unescape
+    from vseimageencoder.index import load_pair, open_index, unescape
 
     if os.path.isdir(target):
         ix = open_index(target)
@@ -58,8 +58,8 @@ def _open(target: str):
 
 
 def _check_provenance(target, prov, checkpoint):
-    from ..index import ProvenanceMismatchError, escape
-    from ..weights import sha256_of
+    from vseimageencoder.index import ProvenanceMismatchError, escape
+    from vseimageencoder.release.weights import sha256_of
 
     if not prov or not prov.get('sha256'):
         return
@@ -71,11 +71,11 @@ def _check_provenance(target, prov, checkpoint):
 
 
 def run(args) -> int:
-    from ..checkpoint_files import DEFAULT_SEARCH_DIRS, CheckpointError, resolve_checkpoint_path
-    from ..index import (IndexFileError, IndexFormatError, NoApproximateIndexError, ProvenanceMismatchError,
+    from vseimageencoder.release.locate import DEFAULT_SEARCH_DIRS, CheckpointError, resolve_checkpoint_path
+    from vseimageencoder.index import (IndexFileError, IndexFormatError, NoApproximateIndexError, ProvenanceMismatchError,
                          escape)
-    from ..search import format_hit, format_hits, top_k
-    from ..vocab import VocabularyError
+    from vseimageencoder.index.ranking import format_hit, format_hits, top_k
+    from vseimageencoder.release.vocab import VocabularyError
 
     captions = list(args.captions)
     try:
@@ -96,7 +96,7 @@ def run(args) -> int:
         _check_provenance(args.index, prov, checkpoint)
         blocks = []
         if captions:
-            from ..encoders import TextEncoder
+            from vseimageencoder.encoders import TextEncoder
             encoder = TextEncoder(checkpoint, args.vocab_path, args.precision, args.device)
             _check_width(args.index, dim, encoder)
             blocks.append((captions, encoder.encode(captions, batch_size=256)))
@@ -149,9 +149,9 @@ def _embed_images(checkpoint, args, prov, dim):
     """The image tower's embeddings of ``--image`` files, with the index's transform."""
     import numpy as np
 
-    from ..encoders import ImageEncoder
-    from ..index import escape
-    from ..preprocess import DEFAULT_RESIZE, ImageReadError, transform
+    from vseimageencoder.encoders import ImageEncoder
+    from vseimageencoder.index import escape
+    from vseimageencoder.images.read import DEFAULT_RESIZE, ImageReadError, transform
 
     resize = (prov or {}).get('resize') or DEFAULT_RESIZE
     encoder = ImageEncoder(checkpoint, precision=args.precision, device=args.device, resize=resize)

@@ -1,13 +1,13 @@
 """``vseimageencoder serve INDEX_DIR``: a search page and JSON API over an index."""
-from .common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, fuse_choice, fuse_flag, logger, progress_enabled,
+from vseimageencoder.cli.common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, fuse_choice, fuse_flag, logger, progress_enabled,
                      progress_flags)
 
 LOOPBACK = ('127.0.0.1', 'localhost', '::1')
 
 
 def add_parser(sub):
-    from ..serve.service import MAX_K
-    from ..serve.uploads import DEFAULT_MAX_UPLOAD_BYTES
+    from vseimageencoder.serve.service import MAX_K
+    from vseimageencoder.serve.uploads import DEFAULT_MAX_UPLOAD_BYTES
 
     s = sub.add_parser('serve', help='serve a search page and JSON API over an index',
                        description='Load the image and caption towers of one checkpoint once and '
@@ -50,8 +50,8 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..checkpoint_files import CheckpointError
-    from ..vocab import VocabularyError
+    from vseimageencoder.release.locate import CheckpointError
+    from vseimageencoder.release.vocab import VocabularyError
 
     if not 0 <= args.port <= 65535:
         logger.error('--port must be 0..65535, got %d', args.port)
@@ -62,8 +62,8 @@ def run(args) -> int:
     try:
         import uvicorn
 
-        from ..index import IndexLockedError, ProvenanceMismatchError, update_index
-        from ..serve import SearchService, create_app
+        from vseimageencoder.index import IndexLockedError, ProvenanceMismatchError, update_index
+        from vseimageencoder.serve import SearchService, create_app
     except ImportError as e:
         logger.error('serve needs the web stack the package installs (%s): pip install '
                      '"starlette>=0.40,<2" "uvicorn>=0.23.1,<1" "python-multipart>=0.0.18,<0.1"', e)

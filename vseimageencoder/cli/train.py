@@ -1,9 +1,9 @@
 """``vseimageencoder train``: VSE++ training, writing checkpoints every front end loads."""
-from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, logger
+from vseimageencoder.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, logger
 
 
 def add_parser(sub):
-    from .evaluate import add_data_flags
+    from vseimageencoder.cli.evaluate import add_data_flags
 
     t = sub.add_parser('train', help='train (or fine-tune) a VSE++ model on image-caption pairs',
                        description='VSE++ training with the paper\'s defaults: hardest-negative '
@@ -72,10 +72,10 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..checkpoint_files import CheckpointError
-    from ..training.data import DataError
-    from ..training.loop import Interrupted, TrainingError, default_options, train
-    from ..vocab import VocabularyError
+    from vseimageencoder.release.locate import CheckpointError
+    from vseimageencoder.training.data import DataError
+    from vseimageencoder.training.loop import Interrupted, TrainingError, default_options, train
+    from vseimageencoder.release.vocab import VocabularyError
 
     fields = vars(default_options())
     opts = default_options(**{k: getattr(args, k) for k in fields if hasattr(args, k)})

@@ -10,12 +10,12 @@ Imports neither torch nor jina (``update_index`` loads the model only when it ha
 embed). :mod:`.store` holds the format, :mod:`.update` the update, :mod:`.pair` what
 ``vseimageencoder encode`` writes, :mod:`.names` how file names are stored and shown.
 """
-from .names import escape, unescape
-from .pair import EmbeddingPair, IndexFileError, PairWriter, files_path, load_pair
-from .store import (ANN_THRESHOLD, DamagedIndexError, Index, IndexFormatError, IndexLockedError,
+from vseimageencoder.index.name_escaping import escape, unescape
+from vseimageencoder.index.npy_pair import EmbeddingPair, IndexFileError, PairWriter, files_path, load_pair
+from vseimageencoder.index.store import (ANN_THRESHOLD, DamagedIndexError, Index, IndexFormatError, IndexLockedError,
                     NewerFormatError, NoApproximateIndexError, NotAnIndexError, ProvenanceMismatchError,
                     Writer, open_index)
-from .update import Counts, checkpoint_provenance, update_index
+from vseimageencoder.index.update import Counts, checkpoint_provenance, update_index
 
 __all__ = ['ANN_THRESHOLD', 'Counts', 'DamagedIndexError', 'EmbeddingPair', 'Index', 'IndexFileError',
            'IndexFormatError', 'IndexLockedError', 'NewerFormatError', 'NoApproximateIndexError',

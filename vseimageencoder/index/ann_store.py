@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import ann as _ann
+from vseimageencoder.index import ann as _ann
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ IN_MEMORY_LIMIT = 200000
 
 
 def _dir(index_dir):
-    from .store import ANN_DIR
+    from vseimageencoder.index.store import ANN_DIR
     return index_dir / ANN_DIR
 
 
@@ -63,8 +63,8 @@ def _build(view) -> '_ann.AnnIndex':
 
 def ann_after_update(writer) -> None:
     """Bring ``writer.directory/ann`` in step with the committed rows (see the module doc)."""
-    from . import store
-    from .store import open_index
+    from vseimageencoder.index import store
+    from vseimageencoder.index.store import open_index
 
     view = writer.view
     if view is None or view.manifest['generation'] != writer.manifest['generation']:

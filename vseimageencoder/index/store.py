@@ -26,7 +26,7 @@ rows, ids kept, into generation ``G + 1`` and switches to it by the same manifes
 Ids are stable: assigned in increasing order, a row keeps its id until it is removed (a
 re-embedded file gets a new id), and rows stay in id order in every generation.
 
-File names are stored with :func:`~vseimageencoder.index.names.escape` (lossless for any
+File names are stored with :func:`~vseimageencoder.index.name_escaping.escape` (lossless for any
 name, printable on one line).
 """
 import errno
@@ -41,8 +41,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .names import BadEscapeError, escape, unescape
-from .scan import NonFiniteRowError, cosine_scores, normalize_queries, top_k
+from vseimageencoder.index.name_escaping import BadEscapeError, escape, unescape
+from vseimageencoder.index.exact import NonFiniteRowError, cosine_scores, normalize_queries, top_k
 
 logger = logging.getLogger(__name__)
 
@@ -491,14 +491,14 @@ def _ann_for(index: Index):
     ``search(queries (Q, D) unit float32, k)`` gives ``(scores, ids)``, ids ``(Q, k)`` int64
     (-1 for none).
     """
-    from .ann_store import ann_for
+    from vseimageencoder.index.ann_store import ann_for
     return ann_for(index)
 
 
 def _ann_after_update(writer: 'Writer') -> None:
     """Bring the approximate index in step with what ``writer`` committed (the seam where
     vseimageencoder.index.ann plugs in)."""
-    from .ann_store import ann_after_update
+    from vseimageencoder.index.ann_store import ann_after_update
     ann_after_update(writer)
 
 

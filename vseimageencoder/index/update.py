@@ -14,8 +14,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from .names import escape
-from .store import (ProvenanceMismatchError, Writer)
+from vseimageencoder.index.name_escaping import escape
+from vseimageencoder.index.store import (ProvenanceMismatchError, Writer)
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class _Found:
 
 
 def _image_suffixes():
-    from ..preprocess import IMAGE_SUFFIXES
+    from vseimageencoder.images.read import IMAGE_SUFFIXES
     return IMAGE_SUFFIXES
 
 
@@ -103,7 +103,7 @@ def checkpoint_provenance(checkpoint: Path, resize: str, precision: str, options
                           sha256: Optional[str] = None) -> dict:
     """What an index records about the model that embedded it (``sha256``: the checkpoint's,
     when already known)."""
-    from ..weights import sha256_of
+    from vseimageencoder.release.weights import sha256_of
 
     prov = {'sha256': sha256 or sha256_of(checkpoint), 'checkpoint': escape(os.path.abspath(str(checkpoint))),
             'resize': resize, 'precision': precision}
@@ -141,7 +141,7 @@ def update_index(directory: PathLike, paths: Sequence[PathLike] = (), model_path
 
     ``on_unreadable(file, reason)`` hears of every file that could not be read (default: a
     logged warning). ``progress``: a callable ``(done, skipped, total)`` or True (log lines).
-    ``fuse``: as for :func:`~vseimageencoder.batch_embed.embed_files` (None: fuse a bf16 or
+    ``fuse``: as for :func:`~vseimageencoder.pipeline.embed_files.embed_files` (None: fuse a bf16 or
     fp16 CPU tower when at least ``FUSE_MIN_IMAGES`` files need embedding).
     Raises :class:`~vseimageencoder.index.store.IndexFormatError`, IndexLockedError,
     ProvenanceMismatchError, FileNotFoundError or ValueError with nothing written.
@@ -208,10 +208,10 @@ def update_index(directory: PathLike, paths: Sequence[PathLike] = (), model_path
 def _resolve_model(w: Writer, model_path, precision, resize, rebuild):
     """``(checkpoint, precision, resize, recorded, sha256)``, refusing a mismatch before any
     load."""
-    from ..checkpoint_files import DEFAULT_SEARCH_DIRS, resolve_checkpoint_path
-    from ..preprocess import DEFAULT_RESIZE, check_resize
-    from ..weights import sha256_of
-    from .names import unescape
+    from vseimageencoder.release.locate import DEFAULT_SEARCH_DIRS, resolve_checkpoint_path
+    from vseimageencoder.images.read import DEFAULT_RESIZE, check_resize
+    from vseimageencoder.release.weights import sha256_of
+    from vseimageencoder.index.name_escaping import unescape
 
     rec = w.manifest['provenance'] if w.exists else {}
     if model_path is None:
@@ -237,8 +237,8 @@ def _resolve_model(w: Writer, model_path, precision, resize, rebuild):
 
 def _embed(w: Writer, todo: List[_Found], live_before: Dict, model_path, batch_size, device, precision,
            resize, readers, progress, rebuild, counts: Counts, unreadable, fuse=None) -> None:
-    from ..batch_embed import embed_files, reading_options
-    from ..encoders import ImageEncoder
+    from vseimageencoder.pipeline.embed_files import embed_files, reading_options
+    from vseimageencoder.encoders import ImageEncoder
 
     reading_options(resize, readers)  # bad values fail before the load
     checkpoint, precision, resize, rec, digest = _resolve_model(w, model_path, precision, resize, rebuild)
@@ -315,7 +315,7 @@ def _log_progress(total: int, every: float = 10.0):
 
 def _import_npy(w: Writer, npy: Path, model_path, precision, resize, rebuild, counts: Counts,
                 batch_rows: int = 65536) -> None:
-    from .pair import load_pair
+    from vseimageencoder.index.npy_pair import load_pair
 
     pair = load_pair(npy)
     header = pair.provenance or {}
@@ -329,7 +329,7 @@ def _import_npy(w: Writer, npy: Path, model_path, precision, resize, rebuild, co
     if not w.exists or rebuild:
         # The checkpoint's options are read only to start an index: an existing one records
         # them, and adding to it needs no torch (3 s of a 1,000-row import into 1M rows).
-        from ..checkpoint import read_options, read_verified_checkpoint
+        from vseimageencoder.release.checkpoint import read_options, read_verified_checkpoint
         options = read_options(read_verified_checkpoint(checkpoint), checkpoint)
         if pair.dim != options.embed_size:
             raise ProvenanceMismatchError('%s holds %d-d embeddings, but %s gives %d-d ones'
@@ -384,5 +384,5 @@ def _finish(w: Writer) -> None:
     dead = m['rows'] - m['live']
     if dead >= COMPACT_MIN_DEAD and dead > m['live']:
         w.compact()
-    from .store import _ann_after_update
+    from vseimageencoder.index.store import _ann_after_update
     _ann_after_update(w)

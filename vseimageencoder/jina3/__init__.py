@@ -12,7 +12,7 @@ YAML configs for ``jina executor --uses``: ``image.yml`` and ``text.yml`` in thi
 """
 import sys
 
-from .._version import __version__
+from vseimageencoder._version import __version__
 
 
 def _require_jina3() -> None:
@@ -33,9 +33,9 @@ def _require_jina3() -> None:
 
 _require_jina3()
 
-from .docs import CrossModalDoc, ImageDoc, TextDoc  # noqa: E402
-from .executors import VSEImageEncoder, VSETextEncoder  # noqa: E402
-from .searcher import MatchDoc, SearchDoc, VSEMatchMerger, VSESearcher  # noqa: E402
+from vseimageencoder.jina3.docs import CrossModalDoc, ImageDoc, TextDoc  # noqa: E402
+from vseimageencoder.jina3.executors import VSEImageEncoder, VSETextEncoder  # noqa: E402
+from vseimageencoder.jina3.searcher import MatchDoc, SearchDoc, VSEMatchMerger, VSESearcher  # noqa: E402
 
 __all__ = ['VSEImageEncoder', 'VSETextEncoder', 'CrossModalDoc', 'ImageDoc', 'TextDoc', '__version__',
            'VSESearcher', 'VSEMatchMerger', 'SearchDoc', 'MatchDoc']

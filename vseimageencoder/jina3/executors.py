@@ -23,10 +23,10 @@ import numpy as np
 from docarray import DocList
 from jina import Executor, requests
 
-from ..encoders import DEFAULT_SEARCH_DIRS, ImageEncoder, check_fuse, check_precision
-from ..fetch import SourcePolicy, SourceRefused
-from ..preprocess import DEFAULT_RESIZE, ImageReadError, check_resize, transform
-from .docs import ImageDoc, TextDoc, has_caption, has_image
+from vseimageencoder.encoders import DEFAULT_SEARCH_DIRS, ImageEncoder, check_fuse, check_precision
+from vseimageencoder.images.sources import SourcePolicy, SourceRefused
+from vseimageencoder.images.read import DEFAULT_RESIZE, ImageReadError, check_resize, transform
+from vseimageencoder.jina3.docs import ImageDoc, TextDoc, has_caption, has_image
 
 #: Both endpoints every encoder serves ('/default' is what jina calls the default endpoint).
 ENDPOINTS = ['/encode', '/default']
@@ -318,7 +318,7 @@ class VSETextEncoder(Executor):
     def __init__(self, model_path: str = 'pretrained', vocab_path: Optional[str] = None,
                  precision: str = 'fp32', batch_size: int = 128, device: str = 'cpu', **kwargs):
         super().__init__(**kwargs)
-        from ..encoders import TextEncoder
+        from vseimageencoder.encoders import TextEncoder
 
         self.batch_size = _check_batch_size(batch_size, 'batch_size')
         self.core = TextEncoder(model_path, vocab_path=vocab_path,

@@ -50,7 +50,7 @@ def fix_http_shutdown() -> None:
     """
     import jina.orchestrate.pods as pods
 
-    from .._jina3_fixes import fix_http_load_balancer, run_pod
+    from vseimageencoder._jina3_fixes import fix_http_load_balancer, run_pod
 
     fix_http_load_balancer()
     pods.run = run_pod

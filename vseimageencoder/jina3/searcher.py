@@ -27,11 +27,11 @@ import numpy as np
 from docarray import BaseDoc, DocList
 from jina import Executor, requests
 
-from ..checkpoint_files import DEFAULT_SEARCH_DIRS
-from ..index import (ANN_THRESHOLD, IndexLockedError, NoApproximateIndexError, ProvenanceMismatchError,
+from vseimageencoder.release.locate import DEFAULT_SEARCH_DIRS
+from vseimageencoder.index import (ANN_THRESHOLD, IndexLockedError, NoApproximateIndexError, ProvenanceMismatchError,
                      Writer, checkpoint_provenance, open_index)
-from ..preprocess import DEFAULT_RESIZE, check_resize
-from .docs import CrossModalDoc
+from vseimageencoder.images.read import DEFAULT_RESIZE, check_resize
+from vseimageencoder.jina3.docs import CrossModalDoc
 
 #: What ``/search`` returns without a ``k`` parameter.
 DEFAULT_K = 10
@@ -105,7 +105,7 @@ class VSESearcher(Executor):
                  resize: str = DEFAULT_RESIZE, k: int = DEFAULT_K, exact: Optional[bool] = None,
                  ann_threshold: int = ANN_THRESHOLD, lock_timeout: float = 60.0, **kwargs):
         super().__init__(**kwargs)
-        from ..checkpoint import read_options, read_verified_checkpoint, resolve_checkpoint_path
+        from vseimageencoder.release.checkpoint import read_options, read_verified_checkpoint, resolve_checkpoint_path
 
         self.k = _request_k({'k': k}, DEFAULT_K)
         self.exact = exact
@@ -172,7 +172,7 @@ class VSESearcher(Executor):
             urls.append(d.url)
         last = {u: i for i, u in enumerate(urls)}  # a url sent twice: the last one wins
         keep = sorted(last.values())
-        from ..index.update import _finish
+        from vseimageencoder.index.update import _finish
 
         with self._writer() as w:
             if not w.exists:

@@ -13,10 +13,10 @@ import logging
 from importlib import resources
 from typing import Dict, List, Optional, Tuple
 
-from .errors import BadRequest, RequestError, TooLarge
-from .service import DEFAULT_K, MAX_CAPTION_CHARS, MAX_K, Hit, SearchService, parse_id, parse_k
-from .thumbnails import DEFAULT_CACHE_BYTES, LARGE_SIZE, THUMBNAIL_SIZE, RenditionCache
-from .uploads import DEFAULT_MAX_UPLOAD_BYTES, upload_pixels
+from vseimageencoder.serve.errors import BadRequest, RequestError, TooLarge
+from vseimageencoder.serve.service import DEFAULT_K, MAX_CAPTION_CHARS, MAX_K, Hit, SearchService, parse_id, parse_k
+from vseimageencoder.serve.thumbnails import DEFAULT_CACHE_BYTES, LARGE_SIZE, THUMBNAIL_SIZE, RenditionCache
+from vseimageencoder.serve.uploads import DEFAULT_MAX_UPLOAD_BYTES, upload_pixels
 
 logger = logging.getLogger(__name__)
 

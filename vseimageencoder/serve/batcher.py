@@ -13,7 +13,7 @@ import threading
 from concurrent.futures import Future
 from typing import Callable, List, Sequence
 
-from .errors import Unavailable
+from vseimageencoder.serve.errors import Unavailable
 
 logger = logging.getLogger(__name__)
 

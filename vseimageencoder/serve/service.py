@@ -15,8 +15,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .batcher import Batcher
-from .errors import BadRequest, NotFound
+from vseimageencoder.serve.batcher import Batcher
+from vseimageencoder.serve.errors import BadRequest, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +81,8 @@ def check_provenance(ix, checkpoint_path: Path, index_dir) -> None:
     """Refuse to search an index with another checkpoint's towers, as ``search`` does:
     :class:`~vseimageencoder.index.ProvenanceMismatchError` naming both checkpoints' sha256
     when they differ."""
-    from ..index import ProvenanceMismatchError
-    from ..weights import sha256_of
+    from vseimageencoder.index import ProvenanceMismatchError
+    from vseimageencoder.release.weights import sha256_of
 
     want = (ix.provenance or {}).get('sha256')
     if not want:
@@ -109,7 +109,7 @@ class SearchService:
         0 never looks.
     :param max_batch: the most queries answered in one pass of a tower and the index.
     :param fuse: compile the image tower's backbone with oneDNN Graph fusion for one photo a
-        pass (:meth:`~vseimageencoder.inference.InferenceTower.fuse`; a second or two at
+        pass (:meth:`~vseimageencoder.model.inference.InferenceTower.fuse`; a second or two at
         start, CPU only), the size of a lone query's batch; passes of several photos (queries
         that arrived together) run the same weights unfused. None (the default): when the
         image tower runs ``bf16`` or ``fp16``. Results are the same either way, within
@@ -119,8 +119,8 @@ class SearchService:
     def __init__(self, index_dir, model_path=None, vocab_path=None, device: str = 'cpu',
                  precision: str = 'fp32', refresh_seconds: float = 2.0, max_batch: int = 64,
                  fuse: Optional[bool] = None):
-        from ..encoders import ImageEncoder, TextEncoder
-        from ..index import ProvenanceMismatchError, open_index, unescape
+        from vseimageencoder.encoders import ImageEncoder, TextEncoder
+        from vseimageencoder.index import ProvenanceMismatchError, open_index, unescape
 
         self.index_dir = Path(index_dir)
         self._ix = open_index(self.index_dir)
@@ -197,7 +197,7 @@ class SearchService:
     def _run_batch(self, items: Sequence[Tuple[str, object, int]]) -> list:
         """Vectors for every query of the batch (one pass per tower), then one index call
         per distinct ``k``. Runs on the worker thread only."""
-        from ..index import escape
+        from vseimageencoder.index import escape
 
         vectors: List[Optional[np.ndarray]] = [None] * len(items)
         results: list = [None] * len(items)

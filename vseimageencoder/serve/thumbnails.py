@@ -12,7 +12,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Tuple
 
-from .errors import NotFound
+from vseimageencoder.serve.errors import NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -25,14 +25,14 @@ DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 
 def render_jpeg(path: Path, size: int, quality: int = 85) -> bytes:
     """``path`` upright (EXIF orientation applied), RGB, its long side at most ``size``,
-    as JPEG bytes. Decoded by the package's reading (:mod:`vseimageencoder.preprocess`), a
+    as JPEG bytes. Decoded by the package's reading (:mod:`vseimageencoder.images.read`), a
     JPEG at the smallest DCT scale that still covers ``size``.
 
-    :raises vseimageencoder.preprocess.ImageReadError: the file cannot be read (any more).
+    :raises vseimageencoder.images.read.ImageReadError: the file cannot be read (any more).
     """
     from PIL import Image
 
-    from ..preprocess import read_image
+    from vseimageencoder.images.read import read_image
 
     img = read_image(path, min_short=size)
     img.thumbnail((size, size), Image.BICUBIC)
@@ -66,7 +66,7 @@ class RenditionCache:
                 self.hits += 1
                 return data
             self.misses += 1
-        from ..preprocess import ImageReadError
+        from vseimageencoder.images.read import ImageReadError
         try:
             data = render_jpeg(path, size)
         except ImageReadError as e:

@@ -2,17 +2,17 @@
 
 The size limit is enforced by the web layer while the body arrives (nothing over it is
 buffered); here the bytes are identified from their header alone, among the formats the
-package reads (:data:`vseimageencoder.preprocess.ALLOWED_FORMATS`), their declared size is
+package reads (:data:`vseimageencoder.images.read.ALLOWED_FORMATS`), their declared size is
 held against the pixel limit (a few hundred KB of PNG can declare 20,000 x 20,000 pixels,
 400 MB once decoded), and only then are they decoded, by the package's own reading
-(:mod:`vseimageencoder.preprocess`, with its own checks), exactly as indexed files are.
+(:mod:`vseimageencoder.images.read`, with its own checks), exactly as indexed files are.
 """
 import io
 from typing import Optional
 
 import numpy as np
 
-from .errors import BadRequest, TooLarge
+from vseimageencoder.serve.errors import BadRequest, TooLarge
 
 #: Default limit on an upload's size in bytes (``serve --max-upload-mb``).
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -26,7 +26,7 @@ def probe(data: bytes):
     """
     from PIL import Image, UnidentifiedImageError
 
-    from ..preprocess import ALLOWED_FORMATS
+    from vseimageencoder.images.read import ALLOWED_FORMATS
 
     if not data:
         raise BadRequest('the upload is empty: send a photo (JPEG, PNG, ...) as the multipart '
@@ -60,14 +60,14 @@ def upload_pixels(data: bytes, resize: str, max_pixels: Optional[int] = None) ->
     :param data: the uploaded bytes (already within the byte limit).
     :param resize: the transform the index was built with (``'fast'`` or ``'exact'``).
     :param max_pixels: the most pixels the image may declare (None, or above the package's
-        :data:`~vseimageencoder.preprocess.MAX_IMAGE_PIXELS`: that limit); more is
+        :data:`~vseimageencoder.images.read.MAX_IMAGE_PIXELS`: that limit); more is
         refused unread.
     :return: float32 ``(3, 224, 224)``, normalised with the ImageNet mean and std.
     :raises BadRequest: not an image, or an image that cannot be decoded (truncated, ...).
     :raises TooLarge: the image declares more pixels than allowed.
     """
-    from .. import preprocess
-    from ..preprocess import ImageReadError, ImageTooLargeError, transform
+    from vseimageencoder.images import read as preprocess
+    from vseimageencoder.images.read import ImageReadError, ImageTooLargeError, transform
 
     limit = preprocess.MAX_IMAGE_PIXELS
     if max_pixels is not None:

@@ -10,15 +10,15 @@ __all__ = ['contrastive_loss', 'train', 'default_options', 'evaluate_embeddings'
 
 def __getattr__(name):
     if name == 'contrastive_loss':
-        from .loss import contrastive_loss
+        from vseimageencoder.training.loss import contrastive_loss
         return contrastive_loss
     if name in ('train', 'default_options'):
-        from . import loop
+        from vseimageencoder.training import loop
         return getattr(loop, name)
     if name == 'evaluate_embeddings':
-        from .metrics import evaluate_embeddings
+        from vseimageencoder.training.metrics import evaluate_embeddings
         return evaluate_embeddings
     if name == 'build_vocabulary':
-        from .vocabulary import build_vocabulary
+        from vseimageencoder.training.vocabulary import build_vocabulary
         return build_vocabulary
     raise AttributeError('module %r has no attribute %r' % (__name__, name))

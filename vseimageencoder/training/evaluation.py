@@ -1,7 +1,7 @@
 """Encoding a split with the package's encoders and scoring it by VSE++'s protocol.
 
 The same paths users get: images go through ``encode``'s batch embedding (the evaluation
-transform and the tower in lanes, :mod:`vseimageencoder.batch_embed`);
+transform and the tower in lanes, :mod:`vseimageencoder.pipeline.embed_files`);
 captions through the vocabulary's tokenisation and the text tower. The ranking is
 :mod:`.metrics`.
 """
@@ -11,8 +11,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .data import CaptionedSplit, DataError
-from .metrics import evaluate_embeddings
+from vseimageencoder.training.data import CaptionedSplit, DataError
+from vseimageencoder.training.metrics import evaluate_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -23,12 +23,12 @@ def encode_image_files(model: Callable, paths: Sequence, batch_size: int = 32,
     """float32 ``(len(paths), embed_size)``: ``model`` (float32 ``(B, 3, 224, 224)`` tensor ->
     ``(B, embed_size)`` tensor) applied to the transformed images, in order.
 
-    The images go through :func:`vseimageencoder.batch_embed.embed_files`, as ``encode``'s
+    The images go through :func:`vseimageencoder.pipeline.embed_files.embed_files`, as ``encode``'s
     do (``readers``: None for one lane per core, 0 to read on this thread). Unlike ``encode``
     (which skips unreadable files), evaluation needs every image: an unreadable one is a
     :class:`DataError` naming it, and the run stops there.
     """
-    from ..batch_embed import embed_files
+    from vseimageencoder.pipeline.embed_files import embed_files
 
     paths = list(paths)
     out = []
@@ -80,7 +80,7 @@ def evaluate_split(split: CaptionedSplit, image_model: Callable, caption_encoder
     """Encode ``split`` (image files or features) and its captions, then score it.
 
     :param image_model: tensor batch -> embedding tensor (the tower, or
-        :class:`~vseimageencoder.inference.InferenceTower`).
+        :class:`~vseimageencoder.model.inference.InferenceTower`).
     :param caption_encoder: list of str -> float32 ``(b, embed_size)`` array.
     :return: :func:`.metrics.evaluate_embeddings`' result, with ``seconds`` for the encoding
         and the ranking added.

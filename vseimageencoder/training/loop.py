@@ -28,18 +28,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..atomic import write_atomically
-from ..checkpoint import (CheckpointError, load_text_tower, load_tower, read_checkpoint,
+from vseimageencoder.files.atomic import write_atomically
+from vseimageencoder.release.checkpoint import (CheckpointError, load_text_tower, load_tower, read_checkpoint,
                           resolve_checkpoint_path, stored_options)
-from ..model import VSEImageTower, build_backbone, l2_normalize
-from ..text_model import VSETextTower, pad_ids
-from ..vocab import Vocabulary, read_vocabulary, resolve_vocabulary_path
-from ..weights import CHECKPOINT_NAME
-from .data import CAPTIONS_PER_IMAGE, CaptionedSplit, DataError, concat, load_split, read_karpathy
-from .evaluation import encode_captions, encode_features, encode_image_files
-from .loss import contrastive_loss
-from .metrics import evaluate_embeddings
-from .vocabulary import DEFAULT_THRESHOLD, build_vocabulary, write_vocabulary
+from vseimageencoder.model.image import VSEImageTower, build_backbone, l2_normalize
+from vseimageencoder.model.text import VSETextTower, pad_ids
+from vseimageencoder.release.vocab import Vocabulary, read_vocabulary, resolve_vocabulary_path
+from vseimageencoder.release.weights import CHECKPOINT_NAME
+from vseimageencoder.training.data import CAPTIONS_PER_IMAGE, CaptionedSplit, DataError, concat, load_split, read_karpathy
+from vseimageencoder.training.evaluation import encode_captions, encode_features, encode_image_files
+from vseimageencoder.training.loss import contrastive_loss
+from vseimageencoder.training.metrics import evaluate_embeddings
+from vseimageencoder.training.vocabulary import DEFAULT_THRESHOLD, build_vocabulary, write_vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def fresh_towers(o: argparse.Namespace, vocab_size: int, img_dim: int) -> Tuple[
 def _load_backbone_weights(backbone: nn.Module, path) -> None:
     """A torchvision classifier's state dict (e.g. ImageNet weights) into the cut backbone;
     the dropped last layer's weights are ignored, anything else missing is an error."""
-    from ..checkpoint import precheck_checkpoint
+    from vseimageencoder.release.checkpoint import precheck_checkpoint
 
     try:
         # Walked before torch reads it, as every checkpoint is: a deep or oversized pickle
@@ -199,7 +199,7 @@ def train_transform(crop_size: int, hflip: bool):
     normalisation; float32 ``(3, crop, crop)`` from a PIL image."""
     import torchvision.transforms as T
 
-    from ..preprocess import IMAGENET_MEAN, IMAGENET_STD
+    from vseimageencoder.images.read import IMAGENET_MEAN, IMAGENET_STD
     steps = [T.RandomResizedCrop(crop_size)]
     if hflip:
         steps.append(T.RandomHorizontalFlip())
@@ -236,7 +236,7 @@ class _Batches:
         ids, lengths = pad_ids([self.word_ids[int(j)] for j in pairs])
         if self.features is not None:
             return torch.from_numpy(np.ascontiguousarray(self.features[images.numpy()])), ids, lengths
-        from ..preprocess import ImageReadError, read_image
+        from vseimageencoder.images.read import ImageReadError, read_image
         out = []
         for i in images.tolist():
             try:
@@ -249,7 +249,7 @@ class _Batches:
     def iterate(self, epoch: int, start: int):
         """``(batch index, loaded batch)`` from batch ``start`` of ``epoch``; image batches
         are read and augmented on reader threads ahead of the model."""
-        from ..reader import read_in_order
+        from vseimageencoder.pipeline.prefetch import read_in_order
 
         batches = list(enumerate(self.order(epoch)))[start:]
         if self.features is not None:
@@ -277,7 +277,7 @@ class Trainer:
             raise TrainingError('--epochs must be 0 or more, got %r' % o.epochs)
         if o.karpathy and not o.images:
             raise TrainingError('--karpathy needs --images ROOT, the folder its images are in')
-        from ..inference import (DTYPES, PRECISIONS, DeviceUnavailableError, check_device,
+        from vseimageencoder.model.inference import (DTYPES, PRECISIONS, DeviceUnavailableError, check_device,
                                  resolve_precision)
         if o.precision not in PRECISIONS:
             raise TrainingError('--precision %r is not one of %s' % (o.precision, ', '.join(PRECISIONS)))

@@ -1,13 +1,13 @@
 """Building a vocabulary from training captions as VSE++ built its own, and saving it in
-the release's file form (what :func:`vseimageencoder.vocab.read_vocabulary` reads)."""
+the release's file form (what :func:`vseimageencoder.release.vocab.read_vocabulary` reads)."""
 import os
 import pickle
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Union
 
-from ..atomic import write_atomically
-from ..vocab import SPECIAL_TOKENS, Vocabulary, tokenize
+from vseimageencoder.files.atomic import write_atomically
+from vseimageencoder.release.vocab import SPECIAL_TOKENS, Vocabulary, tokenize
 
 #: VSE++ kept the words seen at least this many times in the training captions.
 DEFAULT_THRESHOLD = 4
@@ -15,7 +15,7 @@ DEFAULT_THRESHOLD = 4
 
 def build_vocabulary(captions: Iterable[str], threshold: int = DEFAULT_THRESHOLD) -> Vocabulary:
     """``<pad>``=0, ``<start>``=1, ``<end>``=2, ``<unk>``=3, then every token of the captions
-    (VSE++'s tokenisation: :func:`vseimageencoder.vocab.tokenize`) seen at least
+    (VSE++'s tokenisation: :func:`vseimageencoder.release.vocab.tokenize`) seen at least
     ``threshold`` times, in order of first appearance (deterministic for given captions)."""
     if threshold < 1:
         raise ValueError('threshold must be at least 1, got %d' % threshold)

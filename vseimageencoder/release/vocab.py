@@ -194,7 +194,7 @@ def read_vocabulary(path: PathLike) -> Vocabulary:
     any of it runs; :class:`NotAVocabularyError` when the file is not a vocabulary pickle or
     its contents are inconsistent; all name the file.
     """
-    from .weights import WeightsError, verify_record
+    from vseimageencoder.release.weights import WeightsError, verify_record
 
     path = Path(path)
     if path.is_file():
@@ -202,8 +202,8 @@ def read_vocabulary(path: PathLike) -> Vocabulary:
             verify_record(path)
         except WeightsError as e:
             raise VocabularyError(str(e)) from None
-    from .regular_files import FileTooLargeError, open_regular
-    from .safe_pickle import PickleRefusedError, PickleTooDeepError, PickleTooLargeError, scan_pickle
+    from vseimageencoder.files.regular import FileTooLargeError, open_regular
+    from vseimageencoder.release.pickle_scan import PickleRefusedError, PickleTooDeepError, PickleTooLargeError, scan_pickle
 
     try:
         with open_regular(path, MAX_VOCAB_FILE_BYTES) as f:
@@ -260,7 +260,7 @@ def _from_state(obj, path: Path) -> Vocabulary:
                                   % (path, type(w2i).__name__))
     if len(w2i) > MAX_VOCAB_WORDS:
         raise VocabularyLimitError('%s holds %d words, beyond any VSE++ vocabulary (limit %d, '
-                                   'vseimageencoder.vocab.MAX_VOCAB_WORDS)'
+                                   'vseimageencoder.release.vocab.MAX_VOCAB_WORDS)'
                                    % (path, len(w2i), MAX_VOCAB_WORDS))
     word2idx: Dict[str, int] = {}
     for word, idx in w2i.items():
@@ -290,7 +290,7 @@ def resolve_vocabulary_path(vocab_path: Optional[PathLike], checkpoint: Path, da
     tried against the working directory, then ``search_dirs``. Raises
     :class:`VocabularyNotFoundError` listing every path tried and the download command.
     """
-    from .weights import vocab_download_command, vocab_file_name
+    from vseimageencoder.release.weights import vocab_download_command, vocab_file_name
 
     try:
         name = vocab_file_name(data_name)

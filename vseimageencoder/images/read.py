@@ -223,7 +223,7 @@ def _read(path, min_short):
     """
     from PIL import Image, UnidentifiedImageError
 
-    from .regular_files import NotARegularFileError, open_regular
+    from vseimageencoder.files.regular import NotARegularFileError, open_regular
 
     try:
         with contextlib.ExitStack() as stack:

@@ -1,6 +1,6 @@
 """The VSE++ image tower in plain torch: backbone -> L2 norm -> linear -> L2 norm -> |.|.
 
-Nothing here reads files or imports jina; :mod:`vseimageencoder.checkpoint` builds a
+Nothing here reads files or imports jina; :mod:`vseimageencoder.release.checkpoint` builds a
 :class:`VSEImageTower` from a checkpoint's options and fills it with the checkpoint's weights.
 """
 import contextlib

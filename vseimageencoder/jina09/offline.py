@@ -1,4 +1,4 @@
-"""The guard in front of the jina 0.9.33 front end (:mod:`vseimageencoder.executor`).
+"""The guard in front of the jina 0.9.33 front end (:mod:`vseimageencoder.jina09.executor`).
 
 jina 0.9.33 installs on Python 3.8/3.9 only, and jina 3 uses the same import name, so where
 it is missing (or jina 3 is installed instead) the bare ImportError jina would give says
@@ -12,7 +12,7 @@ REQUIRED = '0.9.33'
 def _message(found: str) -> str:
     here = 'Python %d.%d.%d' % sys.version_info[:3]
     return (
-        'vseimageencoder.executor is the jina 0.9.33 front end and needs jina==%s, which '
+        'vseimageencoder.jina09.executor is the jina 0.9.33 front end and needs jina==%s, which '
         'installs on Python 3.8 or 3.9 only; this is %s with %s. For it: a Python 3.9 '
         'environment made by `scripts/setup.sh` (or `pip install jina==0.9.33 -e .` there). '
         'On Python 3.10+: the jina 3 Executors, `from vseimageencoder.jina3 import '

@@ -31,7 +31,7 @@ import time
 import urllib.parse
 from typing import Optional, Tuple
 
-from .regular_files import NotARegularFileError, kind_of, open_regular
+from vseimageencoder.files.regular import NotARegularFileError, kind_of, open_regular
 
 #: Cloud metadata services (AWS/GCP/Azure/OpenStack/DigitalOcean 169.254.169.254, AWS ECS
 #: task metadata, AWS IPv6 IMDS, Alibaba, Oracle's second address). Most are also link-local

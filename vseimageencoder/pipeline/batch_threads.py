@@ -1,6 +1,6 @@
 """Embedding image files in lanes: each lane thread reads a batch and runs the tower on it.
 
-Why lanes (see :mod:`vseimageencoder.threads`): with separate reader threads, readers and the
+Why lanes (see :mod:`vseimageencoder.pipeline.thread_budget`): with separate reader threads, readers and the
 tower's OpenMP threads compete for the same cores and the tower stalls at its barriers.
 A lane does both halves of the work for its own batch with its own share of the cores, so
 the cores stay busy whatever the ratio of decoding to tower time, with no thread waiting on
@@ -48,9 +48,9 @@ def embed_in_lanes(model, paths: Sequence, load: Callable, write: Callable, batc
     """
     import torch
 
-    from .preprocess import CHANNELS, CROP
-    from .reader import read_in_order
-    from .threads import torch_threads as threads_set
+    from vseimageencoder.images.read import CHANNELS, CROP
+    from vseimageencoder.pipeline.prefetch import read_in_order
+    from vseimageencoder.pipeline.thread_budget import torch_threads as threads_set
 
     paths = list(paths)
     n = len(paths)

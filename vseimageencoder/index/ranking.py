@@ -2,7 +2,7 @@
 
 An index here is the pair the encode command writes: ``NAME.npy``, float32 ``(N, D)`` with
 one embedding per row, and ``NAME.files.txt``, the file each row came from (format in
-:mod:`vseimageencoder.index.pair`). :func:`load_index` reads and checks both; :func:`top_k`
+:mod:`vseimageencoder.index.npy_pair`). :func:`load_index` reads and checks both; :func:`top_k`
 ranks rows by cosine similarity; :func:`format_hits` prints them safely. The on-disk index
 folder that ``vseimageencoder index`` keeps is :mod:`vseimageencoder.index`.
 """
@@ -12,10 +12,10 @@ from typing import List, Sequence, Tuple, Union
 
 import numpy as np
 
-from .index import scan
-from .index.names import escape
-from .index.pair import EmbeddingPair as EmbeddingIndex  # noqa: F401  (the old name)
-from .index.pair import IndexFileError, files_path, load_pair  # noqa: F401
+from vseimageencoder.index import exact as scan
+from vseimageencoder.index.name_escaping import escape
+from vseimageencoder.index.npy_pair import EmbeddingPair as EmbeddingIndex  # noqa: F401  (the old name)
+from vseimageencoder.index.npy_pair import IndexFileError, files_path, load_pair  # noqa: F401
 
 PathLike = Union[str, os.PathLike]
 
@@ -45,7 +45,7 @@ def top_k(rows: np.ndarray, queries: np.ndarray, k: int) -> List[List[Tuple[floa
 
 def format_hit(score: float, name: str) -> str:
     """``score<TAB>file``, the score with 4 decimals, the name escaped (one line, no
-    terminal control sequences; see :func:`vseimageencoder.index.names.escape`)."""
+    terminal control sequences; see :func:`vseimageencoder.index.name_escaping.escape`)."""
     return '%.4f\t%s' % (score, escape(name))
 
 

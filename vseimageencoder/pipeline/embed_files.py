@@ -1,7 +1,7 @@
 """Embedding many image files in batches: reader -> mapper -> writer, shared by ``encode`` and
 ``index``.
 
-The reader (:func:`~vseimageencoder.reader.read_in_order`) decodes and transforms files on
+The reader (:func:`~vseimageencoder.pipeline.prefetch.read_in_order`) decodes and transforms files on
 threads ahead of the model, in input order; the mapper is a prepared image tower; the writer
 is whatever the caller hands in (a ``.npy`` pair, the on-disk index), called once per batch.
 Memory is bounded by the batch size: nothing but the batch in flight is held.
@@ -15,7 +15,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 #: ``embed_files`` (so ``encode``, ``index`` and ``evaluate``) fuses a CPU tower in reduced
-#: precision (:mod:`vseimageencoder.fusion`) by default when it embeds at least this many
+#: precision (:mod:`vseimageencoder.model.onednn_graph`) by default when it embeds at least this many
 #: images: the few seconds of start-up are repaid after a few hundred.
 FUSE_MIN_IMAGES = 256
 
@@ -27,8 +27,8 @@ BatchWriter = Callable[[np.ndarray, Sequence[int]], None]
 def reading_options(resize: Optional[str], readers: Optional[int]):
     """``(resize, readers)`` checked, resize's default filled in; ValueError names a bad one.
     ``readers`` None stays None: :func:`embed_files` then takes the thread budget's default
-    (:func:`~vseimageencoder.threads.thread_budget`)."""
-    from .preprocess import DEFAULT_RESIZE, check_resize
+    (:func:`~vseimageencoder.pipeline.thread_budget.thread_budget`)."""
+    from vseimageencoder.images.read import DEFAULT_RESIZE, check_resize
 
     resize = check_resize(resize or DEFAULT_RESIZE)
     if readers is not None and readers < 0:
@@ -44,28 +44,28 @@ def embed_files(model, paths: Sequence, write: BatchWriter, batch_size: int = 32
     """Embed ``paths`` with ``model`` (float32 ``(B, 3, 224, 224)`` tensor -> ``(B, D)``
     tensor), handing each batch of at most ``batch_size`` rows to ``write``.
 
-    Unreadable files (:class:`~vseimageencoder.preprocess.ImageReadError`) are skipped and
+    Unreadable files (:class:`~vseimageencoder.images.read.ImageReadError`) are skipped and
     reported to ``on_unreadable(position, error)``; ``on_progress(done, skipped)`` follows
     each file. Returns ``(done, skipped)``. Any other error, KeyboardInterrupt included,
     stops the readers and propagates; batches already written stay written.
 
     ``readers`` (None: the thread budget's default, one per core torch may use, at most 8)
     threads each read a batch and run ``model`` on it, with ``cores // readers`` torch
-    threads (:mod:`vseimageencoder.lanes`); 0 reads on this thread, the tower using every core.
+    threads (:mod:`vseimageencoder.pipeline.batch_threads`); 0 reads on this thread, the tower using every core.
     A ``model`` whose ``device`` is a CUDA device gets its JPEGs decoded and transformed on
-    that device instead (:mod:`vseimageencoder.gpu_decode`: the exact geometry, computed by
+    that device instead (:mod:`vseimageencoder.pipeline.cuda_decode`: the exact geometry, computed by
     torch; ``resize`` and ``readers`` do not apply).
 
     ``fuse``: compile a CPU tower's backbone with oneDNN Graph fusion for the batches this
-    run makes (``model.fuse``, :mod:`vseimageencoder.fusion`) before the first one; None
+    run makes (``model.fuse``, :mod:`vseimageencoder.model.onednn_graph`) before the first one; None
     (the default) fuses a tower whose ``fuses_by_default`` says so (a ``bf16`` or ``fp16``
     CPU tower; fp32 gains less and pays more to fuse: pass True) when there are at least
     :data:`FUSE_MIN_IMAGES` paths. A model without ``fuse`` runs as given.
     """
     import torch
 
-    from .preprocess import CHANNELS, CROP, ImageReadError, transform
-    from .reader import read_in_order
+    from vseimageencoder.images.read import CHANNELS, CROP, ImageReadError, transform
+    from vseimageencoder.pipeline.prefetch import read_in_order
 
     if batch_size < 1:
         raise ValueError('batch size must be at least 1, got %d' % batch_size)
@@ -73,8 +73,8 @@ def embed_files(model, paths: Sequence, write: BatchWriter, batch_size: int = 32
     device = getattr(model, 'device', None)
     if device is not None and getattr(device, 'type', None) == 'cuda':
         # A tower on a GPU: JPEGs are decoded and transformed on the device (nvJPEG); the
-        # host only reads files (vseimageencoder/gpu_decode.py, issue 17.2).
-        from .gpu_decode import embed_files_on_device
+        # host only reads files (vseimageencoder/pipeline/cuda_decode.py, issue 17.2).
+        from vseimageencoder.pipeline.cuda_decode import embed_files_on_device
         if fuse:
             _fuse(model, batch_size, torch.get_num_threads())  # says why it cannot
         return embed_files_on_device(model, list(paths), write, batch_size, device, on_unreadable,
@@ -83,11 +83,11 @@ def embed_files(model, paths: Sequence, write: BatchWriter, batch_size: int = 32
     if fuse is None:
         fuse = len(paths) >= FUSE_MIN_IMAGES and getattr(model, 'fuses_by_default', False)
     if readers != 0:
-        # Lanes (vseimageencoder/lanes.py): each reader thread reads a batch and runs the
+        # Lanes (vseimageencoder/pipeline/batch_threads.py): each reader thread reads a batch and runs the
         # tower on it with its share of the cores torch may use; readers feeding a tower on
         # this thread fought its OpenMP threads for the cores (issue 17).
-        from .lanes import chunk_size, embed_in_lanes
-        from .threads import thread_budget
+        from vseimageencoder.pipeline.batch_threads import chunk_size, embed_in_lanes
+        from vseimageencoder.pipeline.thread_budget import thread_budget
 
         budget = thread_budget(torch.get_num_threads(), readers)
         if fuse:
@@ -129,7 +129,7 @@ def embed_files(model, paths: Sequence, write: BatchWriter, batch_size: int = 32
 
 
 def _fuse(model, batch_size: int, threads: int) -> None:
-    from .threads import torch_threads
+    from vseimageencoder.pipeline.thread_budget import torch_threads
 
     if batch_size < 1 or not callable(getattr(model, 'fuse', None)) \
             or getattr(model, 'fused_batch_size', None) == batch_size:

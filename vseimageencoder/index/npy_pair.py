@@ -5,7 +5,7 @@ names the file of each row: a first line of exactly :data:`HEADER_SIZE` bytes::
 
     #vseimageencoder-files {"version": 2, "rows": N, "dim": D, "rows_sha256": "...", "provenance": {...}}
 
-then one line per row, each name written with :func:`~vseimageencoder.index.names.escape`
+then one line per row, each name written with :func:`~vseimageencoder.index.name_escaping.escape`
 (so newlines, control characters and bytes that are not UTF-8 survive, and the file shows
 safely on a terminal). ``rows_sha256`` is the sha256 of the array's row bytes: a file list
 and an array from different runs (two runs writing the same output, a copy of one of them)
@@ -24,7 +24,7 @@ from typing import List, Optional, Union
 
 import numpy as np
 
-from .names import BadEscapeError, escape, unescape
+from vseimageencoder.index.name_escaping import BadEscapeError, escape, unescape
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class PairWriter:
     """
 
     def __init__(self, out: PathLike, dim: int, provenance: Optional[dict] = None):
-        from ..weights import publish_mode
+        from vseimageencoder.release.weights import publish_mode
 
         self._publish = publish_mode
         self.out = Path(out)

@@ -5,14 +5,14 @@ that is left, so there the JPEGs are decoded on the device (nvJPEG, through
 ``torchvision.io.decode_jpeg(device='cuda')``, a whole batch per call) and resized, cropped
 and normalised there too: only the compressed bytes cross the bus, from pinned memory.
 Nothing here is imported by the CPU path (``encode`` on a CPU goes through
-:mod:`vseimageencoder.preprocess`), so it cannot change what a CPU computes.
+:mod:`vseimageencoder.images.read`), so it cannot change what a CPU computes.
 
 The transform is the VSE++ evaluation transform with torch's antialiased bilinear resize of
 the whole decoded image (short side 256, long side truncated as torchvision does), centre
 crop 224, rounding to 8-bit levels as PIL does, and the ImageNet normalisation: the
 ``exact`` geometry, with results within about one grey level of PIL's
 (``tests/unit/test_gpu_decode.py`` bounds the difference). Files that are not plain JPEGs
-(PNG, CMYK, ...) go through :func:`vseimageencoder.preprocess.transform` on the host
+(PNG, CMYK, ...) go through :func:`vseimageencoder.images.read.transform` on the host
 instead, with the same file checks (regular files only, allowed formats, pixel cap).
 
 Also usable with ``device='cpu'`` (the tests, and ``benchmarks/input_pipeline.py``'s
@@ -39,14 +39,14 @@ def read_jpeg(path) -> Tuple[bytes, int]:
     """The bytes of a plain JPEG file (RGB or grayscale) and its EXIF orientation (1-8).
 
     Opens ``path`` only if it is a regular file; only the header is parsed here. Raises
-    :class:`~vseimageencoder.preprocess.ImageReadError` (or a subclass: not a regular file,
+    :class:`~vseimageencoder.images.read.ImageReadError` (or a subclass: not a regular file,
     too many pixels) naming the file, and :class:`NotPlainJpeg` for any other format or a
     colour space nvJPEG does not turn into RGB (the caller then uses the host transform).
     """
     from PIL import Image, UnidentifiedImageError
 
-    from . import preprocess as pp
-    from .regular_files import NotARegularFileError, open_regular
+    from vseimageencoder.images import read as pp
+    from vseimageencoder.files.regular import NotARegularFileError, open_regular
 
     try:
         with open_regular(path) as f:
@@ -82,7 +82,7 @@ def transform_decoded(images: Sequence, orientations: Sequence[int]):
     import torch
     import torch.nn.functional as F
 
-    from .preprocess import CROP, IMAGENET_MEAN, IMAGENET_STD, _crop_offset, crop_geometry
+    from vseimageencoder.images.read import CROP, IMAGENET_MEAN, IMAGENET_STD, _crop_offset, crop_geometry
 
     if not images:
         raise ValueError('no images to transform')
@@ -120,7 +120,7 @@ def load_batch(paths: Sequence, device='cuda', pin: bool = True):
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    from .preprocess import ImageReadError, transform
+    from vseimageencoder.images.read import ImageReadError, transform
 
     device = torch.device(device)
     jpeg_pos, datas, orients = [], [], []
@@ -175,13 +175,13 @@ def load_batch(paths: Sequence, device='cuda', pin: bool = True):
 
 def embed_files_on_device(model, paths: Sequence, write, batch_size: int = 32, device='cuda',
                           on_unreadable=None, on_progress=None) -> Tuple[int, int]:
-    """:func:`~vseimageencoder.batch_embed.embed_files` for a tower on a GPU: each batch is
+    """:func:`~vseimageencoder.pipeline.embed_files.embed_files` for a tower on a GPU: each batch is
     decoded and transformed on ``device`` (:func:`load_batch`), then embedded; ``write(rows,
     positions)`` gets float32 numpy rows in input order. Returns ``(done, skipped)``.
 
     Batches are read on one host thread while the device works on the previous one.
     """
-    from .reader import read_in_order
+    from vseimageencoder.pipeline.prefetch import read_in_order
 
     paths = list(paths)
     chunks = [range(i, min(len(paths), i + batch_size)) for i in range(0, len(paths), batch_size)]

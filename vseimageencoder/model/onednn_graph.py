@@ -13,7 +13,7 @@ while warming up; batches of other sizes run an unfused graph that computes what
 does. Start-up costs a trace at batch 1, a freeze, two passes at the batch size and one
 eager pass to check the result (a few seconds for ResNet-152 in bf16 on 2 cores), which is
 why by default only bulk jobs in reduced precision fuse
-(:data:`~vseimageencoder.batch_embed.FUSE_MIN_IMAGES`), and ``serve``, which pays once at
+(:data:`~vseimageencoder.pipeline.embed_files.FUSE_MIN_IMAGES`), and ``serve``, which pays once at
 start for every photo query after (:class:`~vseimageencoder.serve.SearchService`). In fp32
 the fuser seems to leave the arithmetic as eager's (bit-identical features in an ad hoc
 check), the gain is smaller (1.1-1.5x) and each pass costs five times as much.
@@ -53,7 +53,7 @@ def fuse_backbone(cnn: nn.Module, example: torch.Tensor) -> Optional[torch.jit.S
     features disagree with the eager ones.
 
     :param cnn: an eval-mode backbone on the CPU, already in its inference dtype and memory
-        format (:class:`~vseimageencoder.inference.InferenceTower` prepares it).
+        format (:class:`~vseimageencoder.model.inference.InferenceTower` prepares it).
     :param example: a batch as the backbone will get them, ``(B, 3, H, W)`` in the backbone's
         dtype and memory format; its values only need to be finite.
     :return: a module with ``cnn``'s contract (same input, features within cosine

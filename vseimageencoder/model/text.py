@@ -1,6 +1,6 @@
 """The VSE++ text tower in plain torch: word ids -> embedding -> GRU -> last state -> L2 norm.
 
-Nothing here reads files or imports jina; :func:`vseimageencoder.checkpoint.load_text_tower`
+Nothing here reads files or imports jina; :func:`vseimageencoder.release.checkpoint.load_text_tower`
 builds a :class:`VSETextTower` from a checkpoint's options and fills it with the second
 state dict of the checkpoint's ``model`` list.
 """
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from .model import l2_normalize, skip_weight_init
+from vseimageencoder.model.image import l2_normalize, skip_weight_init
 
 #: Word ids of VSE++'s special tokens, fixed by its vocabulary builder.
 PAD, START, END, UNK = 0, 1, 2, 3

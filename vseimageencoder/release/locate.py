@@ -1,7 +1,7 @@
 """Where checkpoints are, and what can be wrong with them: no torch import.
 
 The command line, the index and the server name checkpoints, compare their sha256 and catch
-these errors without loading a model; :mod:`vseimageencoder.checkpoint` (which imports
+these errors without loading a model; :mod:`vseimageencoder.release.checkpoint` (which imports
 torch) re-exports everything here and does the loading.
 """
 import os
@@ -9,11 +9,11 @@ import shlex
 from pathlib import Path
 from typing import Iterable, List, Sequence, Union
 
-from .weights import CHECKPOINT_NAME, DEFAULT_MODEL
+from vseimageencoder.release.weights import CHECKPOINT_NAME, DEFAULT_MODEL
 
 #: Searched for relative model paths after the working directory: the folder holding the
 #: package, i.e. the repository root (config.yml's folder) in a checkout or editable install.
-PACKAGE_PARENT_HINT = Path(__file__).resolve().parent.parent
+PACKAGE_PARENT_HINT = Path(__file__).resolve().parents[2]
 
 #: Where relative model paths are looked up after the working directory.
 DEFAULT_SEARCH_DIRS = (PACKAGE_PARENT_HINT,)

@@ -6,7 +6,7 @@ layout oneDNN and cuDNN convolutions prefer), an optional reduced-precision back
 on CUDA pinned host memory with non-blocking copies. The projection head always runs in
 float32, so outputs are float32 and L2-normalised whatever the backbone precision.
 On a CPU, :meth:`InferenceTower.fuse` also compiles the backbone with oneDNN Graph fusion
-(:mod:`vseimageencoder.fusion`), which bulk jobs do by default.
+(:mod:`vseimageencoder.model.onednn_graph`), which bulk jobs do by default.
 """
 import logging
 import os
@@ -15,7 +15,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from .model import VSEImageTower, l2_normalize
+from vseimageencoder.model.image import VSEImageTower, l2_normalize
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ class InferenceTower(nn.Module):
         self.fused_batch_size: Optional[int] = None
 
     def fuse(self, batch_size: int) -> bool:
-        """Compile the backbone with oneDNN Graph fusion (:mod:`vseimageencoder.fusion`),
+        """Compile the backbone with oneDNN Graph fusion (:mod:`vseimageencoder.model.onednn_graph`),
         fastest for batches of ``batch_size``; batches of other sizes still run, unfused.
         CPU backbones only; a few seconds once. Returns whether the tower now runs fused
         (False on CUDA, for precomputed features, or when fusion failed; all but the second
@@ -204,8 +204,8 @@ class InferenceTower(nn.Module):
             return False
         if self.fused_batch_size == batch_size:
             return True
-        from .fusion import fuse_backbone
-        from .preprocess import CHANNELS, CROP
+        from vseimageencoder.model.onednn_graph import fuse_backbone
+        from vseimageencoder.images.read import CHANNELS, CROP
 
         g = torch.Generator().manual_seed(0)
         example = torch.randn(batch_size, CHANNELS, CROP, CROP, generator=g).to(self.dtype)

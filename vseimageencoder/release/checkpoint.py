@@ -23,19 +23,19 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 
-from .checkpoint_files import (  # noqa: F401  (re-exported: old import paths keep working)
+from vseimageencoder.release.locate import (  # noqa: F401  (re-exported: old import paths keep working)
     CHECKPOINT_NAME, DEFAULT_MODEL, DEFAULT_SEARCH_DIRS,
     PACKAGE_PARENT_HINT, PathLike, CheckpointError, CheckpointNotFoundError,
     UnsafeCheckpointError, NotACheckpointError, NotVSECheckpointError, CheckpointIntegrityError,
     CheckpointLimitError, CheckpointTooShortError, MAX_EMBED_SIZE, MAX_IMG_DIM, MAX_WORD_DIM,
     MAX_VOCAB_SIZE, MAX_NUM_LAYERS, MAX_PICKLE_BYTES, MAX_PICKLE_OPS, _STORAGE_ELEMENT_SIZES,
     resolve_checkpoint_path, download_command, _unique)
-from .model import SUPPORTED_FAMILIES, VSEImageTower, build_tower
-from .regular_files import kind_of
-from .safe_pickle import (MalformedPickleError, PickleTooDeepError,
+from vseimageencoder.model.image import SUPPORTED_FAMILIES, VSEImageTower, build_tower
+from vseimageencoder.files.regular import kind_of
+from vseimageencoder.release.pickle_scan import (MalformedPickleError, PickleTooDeepError,
                           PickleTooLargeError, scan_pickle, scan_pickles)
-from .text_model import VSETextTower, build_text_tower
-from .weights import WeightsError, verify_record
+from vseimageencoder.model.text import VSETextTower, build_text_tower
+from vseimageencoder.release.weights import WeightsError, verify_record
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def read_checkpoint(path: PathLike) -> Mapping:
     but tensors, plain containers and ``argparse.Namespace``, and
     :class:`NotACheckpointError` for files that are not torch checkpoints.
     """
-    from .regular_files import NotARegularFileError, open_regular
+    from vseimageencoder.files.regular import NotARegularFileError, open_regular
 
     path = Path(path)
     if not path.is_file():
@@ -137,7 +137,7 @@ def read_checkpoint(path: PathLike) -> Mapping:
 def precheck_checkpoint(path: PathLike) -> None:
     """Check a checkpoint file's pickles and declared storages before torch reads it.
 
-    Every pickle in it is walked opcode by opcode (:func:`~vseimageencoder.safe_pickle.
+    Every pickle in it is walked opcode by opcode (:func:`~vseimageencoder.release.pickle_scan.
     scan_pickle`): nesting deeper than the pickle module can safely build is
     :class:`UnsafeCheckpointError`; more than :data:`MAX_PICKLE_BYTES` or
     :data:`MAX_PICKLE_OPS` is :class:`CheckpointLimitError`. Each storage the pickle
@@ -145,7 +145,7 @@ def precheck_checkpoint(path: PathLike) -> None:
     zip checkpoint each must have its record, stored uncompressed at exactly its size (torch
     never compresses, so a compressed record is refused rather than inflated).
     """
-    from .regular_files import open_regular
+    from vseimageencoder.files.regular import open_regular
 
     path = Path(path)
     size = path.stat().st_size
@@ -289,7 +289,7 @@ def _check_bounds(path: PathLike, **sizes: int) -> None:
         bound = globals()[_BOUNDS[key]]
         if value > bound:
             raise CheckpointLimitError(
-                '%s: %s=%d is beyond any VSE++ model (limit %d, vseimageencoder.checkpoint.%s); '
+                '%s: %s=%d is beyond any VSE++ model (limit %d, vseimageencoder.release.checkpoint.%s); '
                 'refused before building a tower that size' % (path, key, value, bound, _BOUNDS[key]))
 
 
