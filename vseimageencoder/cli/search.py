@@ -43,37 +43,23 @@ class _Refused(Exception):
 
 
 def _open(target: str):
-    """``(search(queries, k) -> [[(score, file)]], dim, provenance or None, recorded checkpoint)``."""
-    from vseimageencoder.index import load_pair, open_index, unescape
+    """``(search(queries, k) -> [[(score, file)]], dim, provenance or None, default model path)``."""
+    from vseimageencoder.index import load_pair, open_index, provenance
 
     if os.path.isdir(target):
         ix = open_index(target)
         if len(ix) == 0:
             raise _Refused('%s holds no images: nothing to search' % target)
-        prov = ix.provenance
-        ckpt = unescape(prov['checkpoint']) if prov.get('checkpoint') else None
-        return ix, ix.dim, prov, ckpt
+        return ix, ix.dim, ix.provenance, provenance.default_model_path(ix.provenance)
     pair = load_pair(target)
-    return pair, pair.dim, pair.provenance, None
-
-
-def _check_provenance(target, prov, checkpoint):
-    from vseimageencoder.index import ProvenanceMismatchError, escape
-    from vseimageencoder.release.weights import sha256_of
-
-    if not prov or not prov.get('sha256'):
-        return
-    digest = sha256_of(checkpoint)
-    if digest != prov['sha256']:
-        raise ProvenanceMismatchError(
-            '%s was embedded with the checkpoint of sha256 %s, but %s has sha256 %s: search with the '
-            'same model (--model-path)' % (escape(target), prov['sha256'], escape(str(checkpoint)), digest))
+    return pair, pair.dim, pair.provenance, 'pretrained'
 
 
 def run(args) -> int:
     from vseimageencoder.release.locate import DEFAULT_SEARCH_DIRS, CheckpointError, resolve_checkpoint_path
     from vseimageencoder.index import (IndexFileError, IndexFormatError, NoApproximateIndexError, ProvenanceMismatchError,
                          escape)
+    from vseimageencoder.index import provenance
     from vseimageencoder.index.ranking import format_hit, format_hits, top_k
     from vseimageencoder.release.vocab import VocabularyError
 
@@ -90,10 +76,10 @@ def run(args) -> int:
         if args.k < 1:
             logger.error('-k must be at least 1, got %d', args.k)
             return EXIT_ERROR
-        index, dim, prov, recorded = _open(args.index)
-        model_path = args.model_path or (recorded if recorded and os.path.exists(recorded) else 'pretrained')
-        checkpoint = resolve_checkpoint_path(model_path, list(DEFAULT_SEARCH_DIRS))
-        _check_provenance(args.index, prov, checkpoint)
+        index, dim, prov, default_model = _open(args.index)
+        checkpoint = resolve_checkpoint_path(args.model_path or default_model, list(DEFAULT_SEARCH_DIRS))
+        provenance.check_checkpoint(args.index, prov, checkpoint,
+                                    remedy='search with the same model (--model-path)')
         blocks = []
         if captions:
             from vseimageencoder.encoders import TextEncoder
@@ -121,9 +107,6 @@ def run(args) -> int:
     except _Refused as e:
         logger.error('%s', e)
         return EXIT_ERROR
-    except _WidthError as e:
-        logger.error('%s', e)
-        return EXIT_ERROR
     except (IndexFileError, IndexFormatError, ProvenanceMismatchError, NoApproximateIndexError, CheckpointError,
             VocabularyError, FileNotFoundError, OSError, ValueError) as e:
         logger.error('%s', e)
@@ -133,16 +116,11 @@ def run(args) -> int:
     return EXIT_OK
 
 
-class _WidthError(Exception):
-    pass
-
-
 def _check_width(target, dim, encoder):
-    if encoder.embed_size != dim:
-        raise _WidthError('%s holds %d-d embeddings, but the %s tower of %s gives %d-d ones: '
-                          'encode the images with the same model'
-                          % (target, dim, 'text' if hasattr(encoder, 'vocab') else 'image',
-                             encoder.checkpoint_path, encoder.embed_size))
+    from vseimageencoder.index import provenance
+
+    provenance.check_width(target, dim, encoder.checkpoint_path, encoder.embed_size,
+                           remedy='encode the images with the same model')
 
 
 def _embed_images(checkpoint, args, prov, dim):

@@ -15,7 +15,8 @@ from vseimageencoder.index.npy_pair import EmbeddingPair, IndexFileError, PairWr
 from vseimageencoder.index.store import (ANN_THRESHOLD, DamagedIndexError, Index, IndexFormatError, IndexLockedError,
                     NewerFormatError, NoApproximateIndexError, NotAnIndexError, ProvenanceMismatchError,
                     Writer, open_index)
-from vseimageencoder.index.update import Counts, checkpoint_provenance, update_index
+from vseimageencoder.index.provenance import record as checkpoint_provenance
+from vseimageencoder.index.update import Counts, update_index
 
 __all__ = ['ANN_THRESHOLD', 'Counts', 'DamagedIndexError', 'EmbeddingPair', 'Index', 'IndexFileError',
            'IndexFormatError', 'IndexLockedError', 'NewerFormatError', 'NoApproximateIndexError',

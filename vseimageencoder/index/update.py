@@ -14,6 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from vseimageencoder.index import provenance
 from vseimageencoder.index.name_escaping import escape
 from vseimageencoder.index.store import (ProvenanceMismatchError, Writer)
 
@@ -97,19 +98,6 @@ def scan_paths(paths: Sequence[PathLike], unreadable: Callable[[str, str], None]
 
 def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def checkpoint_provenance(checkpoint: Path, resize: str, precision: str, options=None,
-                          sha256: Optional[str] = None) -> dict:
-    """What an index records about the model that embedded it (``sha256``: the checkpoint's,
-    when already known)."""
-    from vseimageencoder.release.weights import sha256_of
-
-    prov = {'sha256': sha256 or sha256_of(checkpoint), 'checkpoint': escape(os.path.abspath(str(checkpoint))),
-            'resize': resize, 'precision': precision}
-    if options is not None:
-        prov.update(arch=options.cnn_type, embed_size=int(options.embed_size), data_name=options.data_name)
-    return prov
 
 
 def _mismatch(directory, recorded: dict, key: str, ours, flag: str) -> ProvenanceMismatchError:
@@ -211,19 +199,17 @@ def _resolve_model(w: Writer, model_path, precision, resize, rebuild):
     from vseimageencoder.release.locate import DEFAULT_SEARCH_DIRS, resolve_checkpoint_path
     from vseimageencoder.images.read import DEFAULT_RESIZE, check_resize
     from vseimageencoder.release.weights import sha256_of
-    from vseimageencoder.index.name_escaping import unescape
 
     rec = w.manifest['provenance'] if w.exists else {}
     if model_path is None:
-        model_path = unescape(rec['checkpoint']) if rec.get('checkpoint') and not rebuild else 'pretrained'
+        model_path = provenance.recorded_checkpoint(rec) if not rebuild else None
+        model_path = model_path or 'pretrained'
     checkpoint = resolve_checkpoint_path(model_path, list(DEFAULT_SEARCH_DIRS))
     digest = sha256_of(checkpoint)
     if rec and not rebuild:
-        if digest != rec.get('sha256'):
-            raise ProvenanceMismatchError(
-                '%s was embedded with the checkpoint of sha256 %s (%s), but %s has sha256 %s: use '
-                'that checkpoint, or --rebuild to embed everything again with this one'
-                % (w.directory, rec.get('sha256'), rec.get('checkpoint'), escape(str(checkpoint)), digest))
+        provenance.check_checkpoint(w.directory, rec, checkpoint, sha256=digest,
+                                    remedy='use that checkpoint, or --rebuild to embed everything again '
+                                           'with this one')
         if precision is not None and precision != 'auto' and precision != rec.get('precision'):
             raise _mismatch(w.directory, rec, 'precision', precision, '--precision')
         if resize is not None and resize != rec.get('resize'):
@@ -247,15 +233,14 @@ def _embed(w: Writer, todo: List[_Found], live_before: Dict, model_path, batch_s
     if core.options.precomputed:
         raise ValueError('%s is a precomputed-feature model (%s); indexing image files needs a model '
                          'with a CNN backbone' % (core.checkpoint_path, core.options.data_name))
-    prov = checkpoint_provenance(core.checkpoint_path, resize, core.precision, core.options, digest)
+    prov = provenance.record(core.checkpoint_path, resize, core.precision, core.options, digest)
     if rec and not rebuild and rec.get('precision') not in (None, core.precision):
         raise _mismatch(w.directory, rec, 'precision', core.precision, '--precision')
     if not w.exists or rebuild:
         w.restart(prov, core.embed_size)
         w.commit()  # the new (empty) index is visible from here on: a rebuild starts over
-    elif core.embed_size != w.manifest['dim']:
-        raise ProvenanceMismatchError('%s holds %d-d embeddings, %s gives %d-d ones'
-                                      % (w.directory, w.manifest['dim'], core.checkpoint_path, core.embed_size))
+    else:
+        provenance.check_width(w.directory, w.manifest['dim'], core.checkpoint_path, core.embed_size)
     replaced = {f.path: live_before[f.path][0] for f in todo if f.path in live_before}
     total = len(todo)
 
@@ -322,23 +307,18 @@ def _import_npy(w: Writer, npy: Path, model_path, precision, resize, rebuild, co
     precision = precision or header.get('precision')
     resize = resize or header.get('resize')
     checkpoint, precision, resize, rec, digest = _resolve_model(w, model_path, precision, resize, rebuild)
-    if header.get('sha256') and header['sha256'] != digest:
-        raise ProvenanceMismatchError(
-            '%s was embedded with the checkpoint of sha256 %s, but %s has sha256 %s: give the '
-            '--model-path it was encoded with' % (npy, header['sha256'], escape(str(checkpoint)), digest))
+    provenance.check_checkpoint(npy, header, checkpoint, sha256=digest,
+                                remedy='give the --model-path it was encoded with')
     if not w.exists or rebuild:
         # The checkpoint's options are read only to start an index: an existing one records
         # them, and adding to it needs no torch (3 s of a 1,000-row import into 1M rows).
         from vseimageencoder.release.checkpoint import read_options, read_verified_checkpoint
         options = read_options(read_verified_checkpoint(checkpoint), checkpoint)
-        if pair.dim != options.embed_size:
-            raise ProvenanceMismatchError('%s holds %d-d embeddings, but %s gives %d-d ones'
-                                          % (npy, pair.dim, checkpoint, options.embed_size))
-        w.restart(checkpoint_provenance(checkpoint, resize, precision, options, digest), pair.dim)
+        provenance.check_width(npy, pair.dim, checkpoint, options.embed_size)
+        w.restart(provenance.record(checkpoint, resize, precision, options, digest), pair.dim)
         w.commit()
-    elif pair.dim != w.manifest['dim']:
-        raise ProvenanceMismatchError('%s holds %d-d embeddings, the index %s holds %d-d ones'
-                                      % (npy, pair.dim, w.directory, w.manifest['dim']))
+    else:
+        provenance.check_width(w.directory, w.manifest['dim'], npy, pair.dim)
     entries = w.view.entries() if (w.view is not None and not rebuild) else {}
     # The last row of a file listed twice wins.
     last = {}

@@ -28,8 +28,8 @@ from docarray import BaseDoc, DocList
 from jina import Executor, requests
 
 from vseimageencoder.release.locate import DEFAULT_SEARCH_DIRS
-from vseimageencoder.index import (ANN_THRESHOLD, IndexLockedError, NoApproximateIndexError, ProvenanceMismatchError,
-                     Writer, checkpoint_provenance, open_index)
+from vseimageencoder.index import (ANN_THRESHOLD, IndexLockedError, NoApproximateIndexError,
+                     Writer, open_index, provenance)
 from vseimageencoder.images.read import DEFAULT_RESIZE, check_resize
 from vseimageencoder.jina3.docs import CrossModalDoc
 
@@ -119,22 +119,17 @@ class VSESearcher(Executor):
             self.index_dir = Path(index_dir)
             if shards > 1:
                 self.index_dir = self.index_dir / ('shard-%d' % int(shard_id or 0))
-        checkpoint = resolve_checkpoint_path(model_path, list(DEFAULT_SEARCH_DIRS))
+        self.checkpoint = checkpoint = resolve_checkpoint_path(model_path, list(DEFAULT_SEARCH_DIRS))
         options = read_options(read_verified_checkpoint(checkpoint), checkpoint)
-        self.provenance = checkpoint_provenance(checkpoint, check_resize(resize), precision, options)
+        self.provenance = provenance.record(checkpoint, check_resize(resize), precision, options)
         self.dim = int(options.embed_size)
         self._view = None
         if (self.index_dir / 'manifest.json').exists():
             view = self._open()
-            recorded = view.provenance.get('sha256')
-            if recorded != self.provenance['sha256']:
-                raise ProvenanceMismatchError(
-                    '%s was made with the checkpoint of sha256 %s (%s), but model_path %s has sha256 %s'
-                    % (self.index_dir, recorded, view.provenance.get('checkpoint'), checkpoint,
-                       self.provenance['sha256']))
-            if view.dim != self.dim:
-                raise ProvenanceMismatchError('%s holds %d-d embeddings, %s gives %d-d ones'
-                                              % (self.index_dir, view.dim, checkpoint, self.dim))
+            provenance.check_checkpoint(self.index_dir, view.provenance, checkpoint,
+                                        remedy='give the model_path it was made with',
+                                        sha256=self.provenance['sha256'])
+            provenance.check_width(self.index_dir, view.dim, checkpoint, self.dim)
         self.logger.info('VSESearcher on %s (shard %s of %d): %d rows'
                          % (self.index_dir, shard_id, shards, len(self._view) if self._view else 0))
 
@@ -177,9 +172,11 @@ class VSESearcher(Executor):
         with self._writer() as w:
             if not w.exists:
                 w.create(self.provenance, self.dim)
-            elif w.manifest['provenance'].get('sha256') != self.provenance['sha256']:
-                raise ProvenanceMismatchError('%s now holds rows of another checkpoint (sha256 %s)'
-                                              % (self.index_dir, w.manifest['provenance'].get('sha256')))
+            else:
+                provenance.check_checkpoint(self.index_dir, w.manifest['provenance'], self.checkpoint,
+                                            remedy='the index was rebuilt with another checkpoint '
+                                                   'while this Executor ran; restart it with that one',
+                                            sha256=self.provenance['sha256'])
             old = w.view.entries() if w.view is not None else {}
             replaced = [old[urls[i]][0] for i in keep if urls[i] in old]
             w.remove(replaced)

@@ -77,24 +77,6 @@ class Hit:
     score: float
 
 
-def check_provenance(ix, checkpoint_path: Path, index_dir) -> None:
-    """Refuse to search an index with another checkpoint's towers, as ``search`` does:
-    :class:`~vseimageencoder.index.ProvenanceMismatchError` naming both checkpoints' sha256
-    when they differ."""
-    from vseimageencoder.index import ProvenanceMismatchError
-    from vseimageencoder.release.weights import sha256_of
-
-    want = (ix.provenance or {}).get('sha256')
-    if not want:
-        return
-    have = sha256_of(checkpoint_path)
-    if have != want:
-        raise ProvenanceMismatchError(
-            '%s was built with a checkpoint of sha256 %s, but %s has sha256 %s: its embeddings '
-            'cannot be compared; serve it with the same --model-path' % (
-                index_dir, want, checkpoint_path, have))
-
-
 class SearchService:
     """The towers and the index behind ``vseimageencoder serve``.
 
@@ -120,20 +102,18 @@ class SearchService:
                  precision: str = 'fp32', refresh_seconds: float = 2.0, max_batch: int = 64,
                  fuse: Optional[bool] = None):
         from vseimageencoder.encoders import ImageEncoder, TextEncoder
-        from vseimageencoder.index import ProvenanceMismatchError, open_index, unescape
+        from vseimageencoder.index import ProvenanceMismatchError, open_index
+        from vseimageencoder.index import provenance as prov
 
         self.index_dir = Path(index_dir)
         self._ix = open_index(self.index_dir)
         provenance = self._ix.provenance or {}
         if model_path is None:
-            recorded = unescape(provenance['checkpoint']) if provenance.get('checkpoint') else None
-            model_path = recorded if recorded and Path(recorded).exists() else 'pretrained'
+            model_path = prov.default_model_path(provenance)
         self.text = TextEncoder(model_path, vocab_path, precision, device)
-        check_provenance(self._ix, self.text.checkpoint_path, self.index_dir)
-        if self.text.embed_size != self._ix.dim:
-            raise ProvenanceMismatchError('%s holds %d-d embeddings, but the towers of %s give %d-d ones'
-                                  % (self.index_dir, self._ix.dim, self.text.checkpoint_path,
-                                     self.text.embed_size))
+        prov.check_checkpoint(self.index_dir, provenance, self.text.checkpoint_path,
+                              remedy='its embeddings cannot be compared; serve it with the same --model-path')
+        prov.check_width(self.index_dir, self._ix.dim, self.text.checkpoint_path, self.text.embed_size)
         kwargs = {'resize': provenance['resize']} if provenance.get('resize') else {}
         self.image = ImageEncoder(model_path, precision=precision, device=device, **kwargs)
         if self.image.options.precomputed:
