@@ -1,5 +1,7 @@
 """Peak memory of hostile files: the package's readers against the plain library calls.
 
+    .venv/bin/python benchmarks/hostile_inputs.py    # about two minutes on a busy 2-core machine
+
 Each case runs in a child process of its own and reports that process's peak resident
 memory (VmHWM) and what happened, for:
 
@@ -14,8 +16,7 @@ memory (VmHWM) and what happened, for:
 The ``import`` row is the baseline: the peak of a process that only imports the readers
 (torch and Pillow; the package, which pulls in jina 0.9 where installed).
 
-Run: ``.venv/bin/python benchmarks/hostile_inputs.py`` (about two minutes on a busy 2-core
-machine; it prints each case as it finishes). Plain cases take up to 2 GB for a moment.
+It prints each case as it finishes. Plain cases take up to 2 GB for a moment.
 """
 import argparse
 import subprocess

@@ -131,9 +131,9 @@ def _decode_one(path):
 
 def _decode_seconds(paths):
     """Core-seconds per image of the reduced decode alone (as resize='fast' decodes): one pass,
-    each file decoded once, as a pipeline decodes it. (The best of two decodes per photo, which
-    this took before, is a warm re-decode and, on a drifting VM, the luckier of two samples
-    against the pipeline's one.)"""
+    each file decoded once, as a pipeline decodes it. (Not the best of two decodes per photo:
+    the second is a warm re-decode and, on a drifting VM, the luckier of two samples against
+    the pipeline's one.)"""
     t = time.perf_counter()
     for p in paths:
         _decode_one(p)

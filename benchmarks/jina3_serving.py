@@ -3,7 +3,7 @@ of concurrent clients grows, against the jina-free core in the same run.
 
     .venv-jina3/bin/python benchmarks/jina3_serving.py                  # resnet50, clients 1 2 4 8
     .venv-jina3/bin/python benchmarks/jina3_serving.py --cnn resnet152 --clients 2 4 --rounds 2
-    .venv-jina3/bin/python benchmarks/jina3_serving.py --client-mode threads   # the old way, for comparison
+    .venv-jina3/bin/python benchmarks/jina3_serving.py --client-mode threads   # clients as threads of one process
 
 A checkpoint with random weights in the VSE++ release layout is written to a temporary
 folder. Each Deployment runs in a fresh process (the fork hazard: no torch work before a
@@ -12,10 +12,10 @@ carries --batch uint8 224x224 images over gRPC.
 
 **Clients are separate processes** (``--client-mode processes``, the default): each
 imports jina, opens its own Client, sends one warm-up request, then waits for the start
-signal; all start together and each sends its share of --requests one after the other. The
-earlier version of this benchmark ran its clients as threads of one process, one jina
-Client each; compare with ``--client-mode threads``. requests/s is the requests of all
-clients over the time from the common start to the last answer.
+signal; all start together and each sends its share of --requests one after the other.
+``--client-mode threads`` runs the clients as threads of one process instead, one jina
+Client each. requests/s is the requests of all clients over the time from the common start
+to the last answer.
 
 Every process (the core's and each replica) runs torch with --threads threads (1 by default,
 set through OMP_NUM_THREADS): on a 2-core machine two replicas of one thread each fill it.
@@ -130,7 +130,7 @@ def _clients_as_processes(port, clients, n_requests, batch):
 
 
 def _clients_as_threads(port, clients, n_requests, batch):
-    """The earlier benchmark's clients: threads of this process, one jina Client each."""
+    """``--client-mode threads``: the clients as threads of this process, one jina Client each."""
     import threading
 
     from docarray import DocList
