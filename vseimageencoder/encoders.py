@@ -15,8 +15,8 @@ import numpy as np
 from vseimageencoder.release.checkpoint import load_tower
 from vseimageencoder.release.locate import DEFAULT_SEARCH_DIRS, resolve_checkpoint_path
 from vseimageencoder.model.inference import PRECISIONS, InferenceTower, check_device
-from vseimageencoder.images.read import (DEFAULT_RESIZE, check_feature_batch, check_image_batch, check_resize,
-                         normalize_channel_axis, transform_batch)
+from vseimageencoder.images.checks import check_feature_batch, check_image_batch, normalize_channel_axis
+from vseimageencoder.images.transform import check_resize, DEFAULT_RESIZE, transform_batch
 
 logger = logging.getLogger(__name__)
 

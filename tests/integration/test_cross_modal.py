@@ -56,7 +56,7 @@ def _expected_text(release, captions):
 
 
 def _expected_images(release, paths):
-    from vseimageencoder.images.read import transform
+    from vseimageencoder.images.transform import transform
     _, rel, _ = release
     return reference_embed(rel.backbone, rel.fc, np.stack([transform(p) for p in paths]))
 

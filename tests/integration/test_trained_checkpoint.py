@@ -54,7 +54,7 @@ def _words(vocab_file):
 
 
 def _images(data, n=5):
-    from vseimageencoder.images.read import transform
+    from vseimageencoder.images.transform import transform
     paths = sorted((data['images'] / 'images').glob('*.png'))[:n]
     return np.stack([transform(p, resize='exact') for p in paths])
 

@@ -124,7 +124,7 @@ def test_flow_of_both_encoders_then_searcher(release, pixels, tmp_path):
     from jina import Flow
 
     from vseimageencoder.encoders import ImageEncoder, TextEncoder
-    from vseimageencoder.images.read import transform
+    from vseimageencoder.images.transform import transform
 
     with_model = {'model_path': str(release.folder)}
     flow = (Flow(protocol='grpc', host='127.0.0.1', timeout_ctrl=5)

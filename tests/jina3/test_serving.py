@@ -17,7 +17,7 @@ from tests.jina3.test_deployments import error_text
 from tests.jina3.test_executors import CAPTIONS, data_url, expected_images, png_bytes
 from tests.vsepp_release import reference_text_embeds
 from vseimageencoder.jina3 import CrossModalDoc
-from vseimageencoder.images.read import transform
+from vseimageencoder.images.transform import transform
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_YML = str(REPO / 'vseimageencoder' / 'jina3' / 'image.yml')

@@ -30,7 +30,7 @@ def test_jina3_executors_serve_the_trained_model(trained):
     from PIL import Image
 
     from vseimageencoder.jina3 import ImageDoc, TextDoc, VSEImageEncoder, VSETextEncoder
-    from vseimageencoder.images.read import transform
+    from vseimageencoder.images.transform import transform
     from vseimageencoder.release.vocab import read_vocabulary
 
     out, data = trained

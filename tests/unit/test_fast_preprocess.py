@@ -11,11 +11,11 @@ from PIL import Image
 
 from tests.photos import TEST_SET, photo, write_set
 from tests.vsepp_release import reference_embed
-from vseimageencoder.images import read as pp
+from vseimageencoder.images import read, transform
 from vseimageencoder.pipeline.prefetch import PrefetchReader, default_readers, read_in_order
 
-STD = np.asarray(pp.IMAGENET_STD, np.float32)[:, None, None]
-MEAN = np.asarray(pp.IMAGENET_MEAN, np.float32)[:, None, None]
+STD = np.asarray(transform.IMAGENET_STD, np.float32)[:, None, None]
+MEAN = np.asarray(transform.IMAGENET_MEAN, np.float32)[:, None, None]
 
 
 def levels(a, b):
@@ -48,7 +48,7 @@ def oriented(tmp_path_factory):
 def test_fast_output_contract(photos):
     lo, hi = (0 - MEAN) / STD, (1 - MEAN) / STD
     for p in photos:
-        x = pp.transform(p, resize='fast')
+        x = transform.transform(p, resize='fast')
         assert x.shape == (3, 224, 224) and x.dtype == np.float32, p.name
         assert np.isfinite(x).all() and (x >= lo - 1e-6).all() and (x <= hi + 1e-6).all(), p.name
         # Every value is a normalised 8-bit level: (k / 255 - mean) / std for an integer k.
@@ -60,25 +60,25 @@ def test_normalize_pixels_is_the_imagenet_normalisation():
     rng = np.random.RandomState(0)
     px = rng.randint(0, 256, (2, 5, 7, 3)).astype(np.uint8)
     want = (px.astype(np.float32).transpose(0, 3, 1, 2) / 255.0 - MEAN) / STD
-    np.testing.assert_array_equal(pp.normalize_pixels(px), want.astype(np.float32))
-    np.testing.assert_array_equal(pp.normalize_pixels(px[0]), want[0].astype(np.float32))
+    np.testing.assert_array_equal(transform.normalize_pixels(px), want.astype(np.float32))
+    np.testing.assert_array_equal(transform.normalize_pixels(px[0]), want[0].astype(np.float32))
     with pytest.raises(TypeError, match='uint8'):
-        pp.normalize_pixels(px.astype(np.int32))
+        transform.normalize_pixels(px.astype(np.int32))
 
 
 def test_large_jpegs_are_decoded_reduced(photos, oriented):
     for p in photos + oriented:
-        img, scale, full, offset = pp._read(p, pp.RESIZE * pp.FAST_MARGIN)
-        upright = pp.read_image(p).size
+        img, scale, full, offset = read._read(p, transform.RESIZE * transform.FAST_MARGIN)
+        upright = read.read_image(p).size
         assert full == upright, p.name
-        if p.suffix == '.jpg' and min(upright) >= 2 * pp.RESIZE * pp.FAST_MARGIN:
+        if p.suffix == '.jpg' and min(upright) >= 2 * transform.RESIZE * transform.FAST_MARGIN:
             assert scale >= 2, p.name  # decoded at 1/2 or less
-        assert min(img.size) >= pp.RESIZE * pp.FAST_MARGIN or scale == 1, p.name
+        assert min(img.size) >= transform.RESIZE * transform.FAST_MARGIN or scale == 1, p.name
 
 
 def test_fast_is_close_to_exact_for_every_kind(photos, oriented):
     for p in photos + oriented:
-        d = levels(pp.transform(p, resize='fast'), pp.transform(p, resize='exact'))
+        d = levels(transform.transform(p, resize='fast'), transform.transform(p, resize='exact'))
         # Measured on this set: mean <= 0.3, 99.9th percentile <= 5 levels. A crop half a
         # decoded pixel off (odd sizes under EXIF flips) gave mean 0.6, p99.9 24.
         assert d.mean() < 0.4 and np.percentile(d, 99.9) <= 8, (p.name, d.mean(), np.percentile(d, 99.9))
@@ -89,15 +89,15 @@ def test_closeness_bound_catches_a_wrong_orientation(oriented):
     with Image.open(str(oriented[5])) as raw:  # orientation 6, stored sideways
         raw.load()
         stored = Image.fromarray(np.asarray(raw.convert('RGB')))  # pixels only, no EXIF tag
-    d = levels(pp.transform(stored, resize='fast'), pp.transform(oriented[5], resize='exact'))
+    d = levels(transform.transform(stored, resize='fast'), transform.transform(oriented[5], resize='exact'))
     assert d.mean() > 5
 
 
 def test_fast_embeddings_close_to_exact(photos, oriented, small_release):
     _, backbone, fc = small_release
     paths = photos + oriented
-    exact = reference_embed(backbone, fc, np.stack([pp.transform(p, resize='exact') for p in paths]))
-    fast = reference_embed(backbone, fc, np.stack([pp.transform(p, resize='fast') for p in paths]))
+    exact = reference_embed(backbone, fc, np.stack([transform.transform(p, resize='exact') for p in paths]))
+    fast = reference_embed(backbone, fc, np.stack([transform.transform(p, resize='fast') for p in paths]))
     cos = (exact * fast).sum(1)
     assert cos.min() >= 0.999, cos
     # Random towers map all images near one direction; without it, still close.
@@ -113,7 +113,7 @@ def test_fast_geometry_is_the_faithful_crop(size):
     """Without reduction (short side < 2 x 256) the fast path resizes only the crop box, which
     must give the faithful crop to within rounding."""
     img = photo(*size, seed=sum(size))
-    d = levels(pp.transform(img, resize='fast'), pp.transform(img, resize='exact'))
+    d = levels(transform.transform(img, resize='fast'), transform.transform(img, resize='exact'))
     # Rounding may flip a level here and there; a crop one pixel off would move many, by more
     # than a level. Pillow >= 13 may resize vertically first when the height shrinks much more
     # than the width (python-pillow/Pillow#9549), and each pass rounds to uint8: the crop-box
@@ -129,28 +129,28 @@ def _pillow_major() -> int:
 
 
 def test_transform_batch_fast_matches_exact_within_a_level(photos):
-    pixels = np.asarray(pp.read_image(photos[3]))[:900, :700]  # a portrait crop
+    pixels = np.asarray(read.read_image(photos[3]))[:900, :700]  # a portrait crop
     hwc = np.stack([pixels, pixels[::-1], 255 - pixels])
-    exact = pp.transform_batch(hwc, channel_axis=-1, resize='exact')
-    fast = pp.transform_batch(hwc, channel_axis=-1, resize='fast')
+    exact = transform.transform_batch(hwc, channel_axis=-1, resize='exact')
+    fast = transform.transform_batch(hwc, channel_axis=-1, resize='fast')
     assert fast.shape == exact.shape == (3, 3, 224, 224) and fast.dtype == np.float32
     assert levels(fast, exact).max() <= 1.0 + 1e-3
-    np.testing.assert_array_equal(pp.transform_batch(np.ascontiguousarray(hwc.transpose(0, 3, 1, 2)), 1, 'fast'), fast)
-    serial = pp.transform_batch(hwc, channel_axis=-1, resize='exact', workers=1)
+    np.testing.assert_array_equal(transform.transform_batch(np.ascontiguousarray(hwc.transpose(0, 3, 1, 2)), 1, 'fast'), fast)
+    serial = transform.transform_batch(hwc, channel_axis=-1, resize='exact', workers=1)
     np.testing.assert_array_equal(serial, exact)  # threads change nothing
     ro = hwc.copy()
     ro.setflags(write=False)  # e.g. arrays from jina's protobuf buffers
     with warnings.catch_warnings():
         warnings.simplefilter('error')
-        np.testing.assert_array_equal(pp.transform_batch(ro, -1, 'fast'), fast)
-    assert pp.transform_batch(hwc[:0], -1, 'fast').shape == (0, 3, 224, 224)
+        np.testing.assert_array_equal(transform.transform_batch(ro, -1, 'fast'), fast)
+    assert transform.transform_batch(hwc[:0], -1, 'fast').shape == (0, 3, 224, 224)
 
 
 def test_bad_resize_names_the_value(small_release):
     with pytest.raises(ValueError, match="'bilinear'"):
-        pp.transform(np.zeros((8, 8, 3), np.uint8), resize='bilinear')
+        transform.transform(np.zeros((8, 8, 3), np.uint8), resize='bilinear')
     with pytest.raises(ValueError, match="'nearest'"):
-        pp.transform_batch(np.zeros((1, 8, 8, 3), np.uint8), -1, resize='nearest')
+        transform.transform_batch(np.zeros((1, 8, 8, 3), np.uint8), -1, resize='nearest')
     from vseimageencoder.encoders import ImageEncoder
     with pytest.raises(ValueError, match="'quick'"):
         ImageEncoder(small_release[0], resize='quick')
@@ -159,12 +159,12 @@ def test_bad_resize_names_the_value(small_release):
 def test_image_encoder_resize_modes(small_release, photos):
     from vseimageencoder.encoders import ImageEncoder
     ckpt, backbone, fc = small_release
-    pixels = np.asarray(pp.read_image(photos[1]))[None]
-    want = reference_embed(backbone, fc, pp.transform_batch(pixels, -1, 'exact'))
+    pixels = np.asarray(read.read_image(photos[1]))[None]
+    want = reference_embed(backbone, fc, transform.transform_batch(pixels, -1, 'exact'))
     exact = ImageEncoder(ckpt, channel_axis=-1, resize='exact').encode(pixels)
     np.testing.assert_allclose(exact, want, atol=5e-5)
     fast = ImageEncoder(ckpt, channel_axis=-1).encode(pixels)
-    assert ImageEncoder(ckpt).resize == pp.DEFAULT_RESIZE == 'fast'
+    assert ImageEncoder(ckpt).resize == transform.DEFAULT_RESIZE == 'fast'
     assert float((fast * want).sum()) >= 0.9999
 
 
@@ -188,11 +188,11 @@ def test_reader_keeps_order_skips_and_bounds_what_is_ahead():
             worst_lead[0] = max(worst_lead[0], i - consumed[0])
         time.sleep(delays[i])  # later items often finish first
         if i % 7 == 3:
-            raise pp.ImageReadError('cannot read image %d' % i)
+            raise read.ImageReadError('cannot read image %d' % i)
         return i * 10
 
     got = []
-    with PrefetchReader(range(n), load, readers=4, ahead=ahead, skip=(pp.ImageReadError,)) as r:
+    with PrefetchReader(range(n), load, readers=4, ahead=ahead, skip=(read.ImageReadError,)) as r:
         for i, x in r:
             got.append((i, x if not isinstance(x, Exception) else str(x)))
             time.sleep(0.002)  # a slow consumer: readers must wait, not run ahead
@@ -226,12 +226,12 @@ def test_reader_raises_other_errors_in_place_and_stops():
 def test_inline_reader_is_the_same_sequence():
     def load(i):
         if i == 2:
-            raise pp.ImageReadError('bad 2')
+            raise read.ImageReadError('bad 2')
         return -i
 
-    with read_in_order(range(5), load, 0, 1, (pp.ImageReadError,)) as r:
+    with read_in_order(range(5), load, 0, 1, (read.ImageReadError,)) as r:
         inline = [(i, str(x)) for i, x in r]
-    with read_in_order(range(5), load, 2, 3, (pp.ImageReadError,)) as r:
+    with read_in_order(range(5), load, 2, 3, (read.ImageReadError,)) as r:
         threaded = [(i, str(x)) for i, x in r]
     assert inline == threaded == [(0, '0'), (1, '-1'), (2, 'bad 2'), (3, '-3'), (4, '-4')]
     with pytest.raises(ValueError, match='readers'):
@@ -243,7 +243,7 @@ def test_executor_takes_resize_from_yaml(tmp_path, small_release, photos):
     import vseimageencoder.jina09.executor  # noqa: F401  (registers the YAML tag)
     from vseimageencoder.encoders import ImageEncoder
     ckpt = small_release[0]
-    pixels = np.asarray(pp.read_image(photos[1]))[None].transpose(0, 3, 1, 2)
+    pixels = np.asarray(read.read_image(photos[1]))[None].transpose(0, 3, 1, 2)
     y = tmp_path / 'enc.yml'
     y.write_text('!VSEImageEncoder\nwith:\n  model_path: %s\n  resize: exact\n' % ckpt)
     enc = BaseExecutor.load_config(str(y))

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from vseimageencoder.pipeline import cuda_decode as gpu_decode
-from vseimageencoder.images import read as pp
+from vseimageencoder.images import read, transform
 from tests.photos import write_photo
 
 #: One 8-bit level after normalisation, at the smallest std (0.224): the largest step two
 #: resize kernels that round differently can leave on a pixel.
-ONE_LEVEL = 1.0 / 255 / min(pp.IMAGENET_STD)
+ONE_LEVEL = 1.0 / 255 / min(transform.IMAGENET_STD)
 
 
 @pytest.fixture(scope='module')
@@ -31,7 +31,7 @@ def test_device_transform_matches_exact(jpegs):
     assert errors == [] and positions == list(range(len(jpegs)))
     assert batch.shape == (len(jpegs), 3, 224, 224) and batch.dtype == torch.float32
     for k, p in enumerate(jpegs):
-        ref = pp.transform(p, resize='exact')
+        ref = transform.transform(p, resize='exact')
         diff = np.abs(batch[k].numpy() - ref)
         # Within one level everywhere, and almost every pixel identical (an image turned the
         # wrong way or shifted by a pixel is off by tens of levels over most of it).
@@ -51,14 +51,14 @@ def test_unreadable_files_are_named_in_order(jpegs, tmp_path):
     assert positions == [0, 2, 5] and batch.shape[0] == 3
     assert [i for i, _ in errors] == [1, 3, 4]
     for i, e in errors:
-        assert isinstance(e, pp.ImageReadError) and paths[i].name in str(e)
-    assert isinstance(errors[2][1], pp.NotARegularImageError)
+        assert isinstance(e, read.ImageReadError) and paths[i].name in str(e)
+    assert isinstance(errors[2][1], read.NotARegularImageError)
 
 
 def test_pixel_cap_applies(jpegs, monkeypatch):
-    monkeypatch.setattr(pp, 'MAX_IMAGE_PIXELS', 1000)
+    monkeypatch.setattr(read, 'MAX_IMAGE_PIXELS', 1000)
     _, positions, errors = gpu_decode.load_batch(jpegs[:1], 'cpu')
-    assert positions == [] and isinstance(errors[0][1], pp.ImageTooLargeError)
+    assert positions == [] and isinstance(errors[0][1], read.ImageTooLargeError)
 
 
 def test_other_formats_take_the_host_transform(tmp_path):
@@ -67,7 +67,7 @@ def test_other_formats_take_the_host_transform(tmp_path):
     batch, positions, errors = gpu_decode.load_batch([png, cmyk], 'cpu')
     assert errors == [] and positions == [0, 1]
     for k, p in enumerate((png, cmyk)):
-        np.testing.assert_array_equal(batch[k].numpy(), pp.transform(p, resize='exact'))
+        np.testing.assert_array_equal(batch[k].numpy(), transform.transform(p, resize='exact'))
 
 
 def test_embed_files_on_device_matches_exact(jpegs, small_release):

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from tests.images import write_noise_images
-from vseimageencoder.images import read as pp
+from vseimageencoder.images import read, transform
 
 ENV = dict(os.environ, PYTHONUNBUFFERED='1')
 
@@ -82,8 +82,8 @@ def test_fifo_device_socket_and_directory_are_refused_by_name(tmp_path):
         for path, kind in ((fifo, 'FIFO'), (dev, 'character device'), (sock_path, 'socket'),
                            (folder, 'directory')):
             start = time.monotonic()
-            with pytest.raises(pp.NotARegularImageError, match=kind) as e:
-                pp.transform(path)
+            with pytest.raises(read.NotARegularImageError, match=kind) as e:
+                transform.transform(path)
             assert str(path) in str(e.value)
             assert time.monotonic() - start < 5
     finally:
@@ -192,23 +192,23 @@ def test_allowed_formats_decode(tmp_path):
                         ('BMP', 'bmp'), ('TIFF', 'tif')):
         path = tmp_path / ('x.' + suffix)
         Image.fromarray(rgb).save(str(path), format=fmt)
-        assert pp.read_image(path).size == (50, 40), fmt
-        assert pp.transform(io.BytesIO(path.read_bytes())).shape == (3, 224, 224), fmt
+        assert read.read_image(path).size == (50, 40), fmt
+        assert transform.transform(io.BytesIO(path.read_bytes())).shape == (3, 224, 224), fmt
 
 
 def test_eps_and_other_formats_are_refused_unopened(tmp_path):
     eps = tmp_path / 'figure.jpg'  # the suffix does not matter, the content does
     eps.write_bytes(b'%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n')
-    with pytest.raises(pp.ImageFormatError, match='PostScript/EPS is not an allowed image format'):
-        pp.transform(eps)
-    with pytest.raises(pp.ImageFormatError, match='PostScript/EPS'):
-        pp.transform(io.BytesIO(eps.read_bytes()))
+    with pytest.raises(read.ImageFormatError, match='PostScript/EPS is not an allowed image format'):
+        transform.transform(eps)
+    with pytest.raises(read.ImageFormatError, match='PostScript/EPS'):
+        transform.transform(io.BytesIO(eps.read_bytes()))
     ppm = tmp_path / 'x.ppm'
     Image.new('RGB', (8, 8)).save(str(ppm))
-    with pytest.raises(pp.ImageFormatError, match='PPM is not an allowed'):
-        pp.read_image(ppm)
+    with pytest.raises(read.ImageFormatError, match='PPM is not an allowed'):
+        read.read_image(ppm)
     # Still an ImageReadError: encode names and skips it like any unreadable file.
-    assert issubclass(pp.ImageFormatError, pp.ImageReadError)
+    assert issubclass(read.ImageFormatError, read.ImageReadError)
 
 
 # ----------------------------------------------------------------------- decode size
@@ -220,17 +220,17 @@ def huge_png(tmp_path_factory):
 
 _DECODE = '''
     import io
-    from vseimageencoder.images import read as pp
+    from vseimageencoder.images import read
     path = args[0]
     outcomes = []
     for how in ('fast', 'exact', 'bytes'):
         try:
             if how == 'bytes':  # the jina 3 Executor's blob / data: / http path
-                pp.transform(io.BytesIO(open(path, 'rb').read()), resize='fast')
+                transform.transform(io.BytesIO(open(path, 'rb').read()), resize='fast')
             elif how == 'exact':
-                pp.read_image(path)
+                read.read_image(path)
             else:
-                pp.transform(path, resize='fast')
+                transform.transform(path, resize='fast')
             outcomes.append(how + ' decoded')
         except Exception as e:
             outcomes.append('%s %s: %s' % (how, type(e).__name__, e))
@@ -254,21 +254,21 @@ def test_pixel_limit_is_configurable(tmp_path, monkeypatch):
     path = tmp_path / 'x.png'
     Image.new('RGB', (300, 200)).save(str(path))
     code = '''
-        from vseimageencoder.images import read as pp
-        return '%d %s' % (pp.MAX_IMAGE_PIXELS, pp.read_image(args[0]).size)
+        from vseimageencoder.images import read
+        return '%d %s' % (read.MAX_IMAGE_PIXELS, read.read_image(args[0]).size)
     '''
     monkeypatch.setenv('VSEIMAGEENCODER_MAX_PIXELS', '50000')
     out, _ = run_child(code, path)
     assert out.startswith('ImageTooLargeError') and 'limit of 50000 pixels' in out, out
-    monkeypatch.setattr(pp, 'MAX_IMAGE_PIXELS', 60000)
-    assert pp.read_image(path).size == (300, 200)
+    monkeypatch.setattr(read, 'MAX_IMAGE_PIXELS', 60000)
+    assert read.read_image(path).size == (300, 200)
 
 
 def test_fast_jpeg_decode_counts_decoded_pixels(tmp_path, monkeypatch):
     # Under resize='fast' a large JPEG decodes at 1/8: it is the decoded size that counts.
     path = tmp_path / 'big.jpg'
     Image.new('RGB', (4096, 4096), (90, 120, 30)).save(str(path), quality=80)
-    monkeypatch.setattr(pp, 'MAX_IMAGE_PIXELS', 4096 * 4096 // 4)
-    assert pp.transform(path, resize='fast').shape == (3, 224, 224)
-    with pytest.raises(pp.ImageTooLargeError, match='4096 x 4096 pixels'):
-        pp.transform(path, resize='exact')
+    monkeypatch.setattr(read, 'MAX_IMAGE_PIXELS', 4096 * 4096 // 4)
+    assert transform.transform(path, resize='fast').shape == (3, 224, 224)
+    with pytest.raises(read.ImageTooLargeError, match='4096 x 4096 pixels'):
+        transform.transform(path, resize='exact')

@@ -3,8 +3,7 @@ infinite float pixels or features, and a channel axis between the spatial axes."
 import numpy as np
 import pytest
 
-from vseimageencoder.images.read import (NonFiniteInputError, check_feature_batch,
-                                        check_image_batch, normalize_channel_axis)
+from vseimageencoder.images.checks import check_feature_batch, check_image_batch, NonFiniteInputError, normalize_channel_axis
 
 
 @pytest.mark.parametrize('bad', [np.nan, np.inf, -np.inf])

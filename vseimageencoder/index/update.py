@@ -49,50 +49,34 @@ class _Found:
     mtime_ns: int
 
 
-def _image_suffixes():
-    from vseimageencoder.images.read import IMAGE_SUFFIXES
-    return IMAGE_SUFFIXES
-
-
 def scan_paths(paths: Sequence[PathLike], unreadable: Callable[[str, str], None]):
     """``(found, roots, missing)``: the regular image files under ``paths`` (absolute, in
-    the order ``encode`` reads them: files as given, folders recursively sorted) with their
+    the order ``encode`` reads them: :func:`~vseimageencoder.images.folders.walk`) with their
     size and mtime; the absolute form of each given path; the given paths that do not exist.
     Entries that are not regular files (FIFOs, devices, sockets, dangling links) are named
     through ``unreadable(path, reason)`` and never opened."""
-    suffixes = _image_suffixes()
+    from vseimageencoder.images.folders import walk
+
     found: List[_Found] = []
     seen = set()
-    roots, missing = [], []
-
-    def add(p: str):
+    roots = [os.path.abspath(os.fspath(given)) for given in paths]
+    missing = []
+    for root, p in walk(roots):
+        if p is None:
+            missing.append(root)
+            continue
         if p in seen:
-            return
+            continue
         seen.add(p)
         try:
             st = os.stat(p)
         except OSError as e:
             unreadable(p, e.strerror or str(e))
-            return
+            continue
         if not stat.S_ISREG(st.st_mode):
             unreadable(p, 'not a regular file')
-            return
+            continue
         found.append(_Found(p, st.st_size, st.st_mtime_ns))
-
-    for given in paths:
-        root = os.path.abspath(os.fspath(given))
-        roots.append(root)
-        if os.path.isdir(root):
-            files = []
-            for d, dirs, names in os.walk(root):
-                dirs.sort()
-                files.extend(os.path.join(d, n) for n in names if os.path.splitext(n)[1].lower() in suffixes)
-            for p in sorted(files):
-                add(p)
-        elif os.path.lexists(root):
-            add(root)
-        else:
-            missing.append(root)
     return found, roots, missing
 
 
@@ -197,7 +181,7 @@ def _resolve_model(w: Writer, model_path, precision, resize, rebuild):
     """``(checkpoint, precision, resize, recorded, sha256)``, refusing a mismatch before any
     load."""
     from vseimageencoder.release.locate import DEFAULT_SEARCH_DIRS, resolve_checkpoint_path
-    from vseimageencoder.images.read import DEFAULT_RESIZE, check_resize
+    from vseimageencoder.images.transform import check_resize, DEFAULT_RESIZE
     from vseimageencoder.release.weights import sha256_of
 
     rec = w.manifest['provenance'] if w.exists else {}

@@ -28,7 +28,9 @@ require_jina09()  # before jina's own imports: a clear error on Python 3.10+ or 
 from jina.executors.decorators import batching  # noqa: E402
 from jina.executors.encoders.frameworks import BaseTorchEncoder  # noqa: E402
 
-from vseimageencoder.images.read import DEFAULT_RESIZE, check_resize, normalize_channel_axis  # noqa: E402
+from vseimageencoder.images.checks import normalize_channel_axis
+
+from vseimageencoder.images.transform import check_resize, DEFAULT_RESIZE  # noqa: E402
 
 
 def _check_precision(precision: str) -> str:

@@ -25,7 +25,8 @@ from jina import Executor, requests
 
 from vseimageencoder.encoders import DEFAULT_SEARCH_DIRS, ImageEncoder, check_fuse, check_precision
 from vseimageencoder.images.sources import SourcePolicy, SourceRefused
-from vseimageencoder.images.read import DEFAULT_RESIZE, ImageReadError, check_resize, transform
+from vseimageencoder.images.read import ImageReadError
+from vseimageencoder.images.transform import check_resize, DEFAULT_RESIZE, transform
 from vseimageencoder.jina3.docs import ImageDoc, TextDoc, has_caption, has_image
 
 #: Both endpoints every encoder serves ('/default' is what jina calls the default endpoint).

@@ -30,7 +30,7 @@ from jina import Executor, requests
 from vseimageencoder.release.locate import DEFAULT_SEARCH_DIRS
 from vseimageencoder.index import (ANN_THRESHOLD, IndexLockedError, NoApproximateIndexError,
                      Writer, open_index, provenance)
-from vseimageencoder.images.read import DEFAULT_RESIZE, check_resize
+from vseimageencoder.images.transform import check_resize, DEFAULT_RESIZE
 from vseimageencoder.jina3.docs import CrossModalDoc
 
 #: What ``/search`` returns without a ``k`` parameter.

@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from vseimageencoder.model.image import VSEImageTower, l2_normalize
+from vseimageencoder.model.precisions import PRECISIONS
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ('fp32', 'bf16', 'fp16', 'auto')
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
@@ -205,7 +205,8 @@ class InferenceTower(nn.Module):
         if self.fused_batch_size == batch_size:
             return True
         from vseimageencoder.model.onednn_graph import fuse_backbone
-        from vseimageencoder.images.read import CHANNELS, CROP
+        from vseimageencoder.images.checks import CHANNELS
+        from vseimageencoder.images.transform import CROP
 
         g = torch.Generator().manual_seed(0)
         example = torch.randn(batch_size, CHANNELS, CROP, CROP, generator=g).to(self.dtype)

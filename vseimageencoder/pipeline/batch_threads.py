@@ -48,7 +48,9 @@ def embed_in_lanes(model, paths: Sequence, load: Callable, write: Callable, batc
     """
     import torch
 
-    from vseimageencoder.images.read import CHANNELS, CROP
+    from vseimageencoder.images.checks import CHANNELS
+
+    from vseimageencoder.images.transform import CROP
     from vseimageencoder.pipeline.prefetch import read_in_order
     from vseimageencoder.pipeline.thread_budget import torch_threads as threads_set
 

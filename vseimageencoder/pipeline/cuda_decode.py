@@ -12,7 +12,7 @@ the whole decoded image (short side 256, long side truncated as torchvision does
 crop 224, rounding to 8-bit levels as PIL does, and the ImageNet normalisation: the
 ``exact`` geometry, with results within about one grey level of PIL's
 (``tests/unit/test_gpu_decode.py`` bounds the difference). Files that are not plain JPEGs
-(PNG, CMYK, ...) go through :func:`vseimageencoder.images.read.transform` on the host
+(PNG, CMYK, ...) go through :func:`vseimageencoder.images.transform.transform` on the host
 instead, with the same file checks (regular files only, allowed formats, pixel cap).
 
 Also usable with ``device='cpu'`` (the tests, and ``benchmarks/input_pipeline.py``'s
@@ -45,7 +45,7 @@ def read_jpeg(path) -> Tuple[bytes, int]:
     """
     from PIL import Image, UnidentifiedImageError
 
-    from vseimageencoder.images import read as pp
+    from vseimageencoder.images import read
     from vseimageencoder.files.regular import NotARegularFileError, open_regular
 
     try:
@@ -56,17 +56,17 @@ def read_jpeg(path) -> Tuple[bytes, int]:
             size, mode = img.size, img.mode
             orientation = int(img.getexif().get(0x0112, 1) or 1)
     except NotARegularFileError as e:
-        raise pp.NotARegularImageError('cannot read image %s: %s' % (path, e), str(e)) from None
+        raise read.NotARegularImageError('cannot read image %s: %s' % (path, e), str(e)) from None
     except UnidentifiedImageError:
         raise NotPlainJpeg(path) from None
     except (OSError, ValueError, SyntaxError, EOFError) as e:
-        raise pp.ImageReadError('cannot read image %s: %s' % (path, e), str(e)) from None
+        raise read.ImageReadError('cannot read image %s: %s' % (path, e), str(e)) from None
     if mode not in ('RGB', 'L'):
         raise NotPlainJpeg(path)
-    if size[0] * size[1] > pp.MAX_IMAGE_PIXELS:
+    if size[0] * size[1] > read.MAX_IMAGE_PIXELS:
         reason = '%d x %d pixels is over the limit of %d pixels (MAX_IMAGE_PIXELS)' % (
-            size[0], size[1], pp.MAX_IMAGE_PIXELS)
-        raise pp.ImageTooLargeError('cannot read image %s: %s' % (path, reason), reason)
+            size[0], size[1], read.MAX_IMAGE_PIXELS)
+        raise read.ImageTooLargeError('cannot read image %s: %s' % (path, reason), reason)
     return data, orientation if orientation in _UPRIGHT else 1
 
 
@@ -82,7 +82,7 @@ def transform_decoded(images: Sequence, orientations: Sequence[int]):
     import torch
     import torch.nn.functional as F
 
-    from vseimageencoder.images.read import CROP, IMAGENET_MEAN, IMAGENET_STD, _crop_offset, crop_geometry
+    from vseimageencoder.images.transform import _crop_offset, CROP, crop_geometry, IMAGENET_MEAN, IMAGENET_STD
 
     if not images:
         raise ValueError('no images to transform')
@@ -120,7 +120,9 @@ def load_batch(paths: Sequence, device='cuda', pin: bool = True):
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    from vseimageencoder.images.read import ImageReadError, transform
+    from vseimageencoder.images.read import ImageReadError
+
+    from vseimageencoder.images.transform import transform
 
     device = torch.device(device)
     jpeg_pos, datas, orients = [], [], []

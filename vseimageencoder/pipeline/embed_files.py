@@ -28,7 +28,7 @@ def reading_options(resize: Optional[str], readers: Optional[int]):
     """``(resize, readers)`` checked, resize's default filled in; ValueError names a bad one.
     ``readers`` None stays None: :func:`embed_files` then takes the thread budget's default
     (:func:`~vseimageencoder.pipeline.thread_budget.thread_budget`)."""
-    from vseimageencoder.images.read import DEFAULT_RESIZE, check_resize
+    from vseimageencoder.images.transform import check_resize, DEFAULT_RESIZE
 
     resize = check_resize(resize or DEFAULT_RESIZE)
     if readers is not None and readers < 0:
@@ -64,7 +64,11 @@ def embed_files(model, paths: Sequence, write: BatchWriter, batch_size: int = 32
     """
     import torch
 
-    from vseimageencoder.images.read import CHANNELS, CROP, ImageReadError, transform
+    from vseimageencoder.images.checks import CHANNELS
+
+    from vseimageencoder.images.read import ImageReadError
+
+    from vseimageencoder.images.transform import CROP, transform
     from vseimageencoder.pipeline.prefetch import read_in_order
 
     if batch_size < 1:

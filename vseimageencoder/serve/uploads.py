@@ -2,7 +2,7 @@
 
 The size limit is enforced by the web layer while the body arrives (nothing over it is
 buffered); here the bytes are identified from their header alone, among the formats the
-package reads (:data:`vseimageencoder.images.read.ALLOWED_FORMATS`), their declared size is
+package reads (:data:`vseimageencoder.images.formats.ALLOWED_FORMATS`), their declared size is
 held against the pixel limit (a few hundred KB of PNG can declare 20,000 x 20,000 pixels,
 400 MB once decoded), and only then are they decoded, by the package's own reading
 (:mod:`vseimageencoder.images.read`, with its own checks), exactly as indexed files are.
@@ -26,7 +26,7 @@ def probe(data: bytes):
     """
     from PIL import Image, UnidentifiedImageError
 
-    from vseimageencoder.images.read import ALLOWED_FORMATS
+    from vseimageencoder.images.formats import ALLOWED_FORMATS
 
     if not data:
         raise BadRequest('the upload is empty: send a photo (JPEG, PNG, ...) as the multipart '
@@ -66,10 +66,11 @@ def upload_pixels(data: bytes, resize: str, max_pixels: Optional[int] = None) ->
     :raises BadRequest: not an image, or an image that cannot be decoded (truncated, ...).
     :raises TooLarge: the image declares more pixels than allowed.
     """
-    from vseimageencoder.images import read as preprocess
-    from vseimageencoder.images.read import ImageReadError, ImageTooLargeError, transform
+    from vseimageencoder.images import read
+    from vseimageencoder.images.read import ImageReadError, ImageTooLargeError
+    from vseimageencoder.images.transform import transform
 
-    limit = preprocess.MAX_IMAGE_PIXELS
+    limit = read.MAX_IMAGE_PIXELS
     if max_pixels is not None:
         limit = min(limit, max_pixels)
     fmt, width, height = probe(data)
