@@ -38,6 +38,8 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
+from vseimageencoder.files.atomic import fsync_dir, fsync_file, write_atomically
+
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
@@ -155,24 +157,6 @@ def _check_ids(ids, n: int) -> np.ndarray:
     if len(np.unique(i)) != len(i):
         raise ValueError('ids contain duplicates')
     return np.ascontiguousarray(i)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(str(path), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(str(path), 'rb+') as f:
-        os.fsync(f.fileno())
 
 
 class AnnIndex:
@@ -410,18 +394,17 @@ class AnnIndex:
 
     def _write_segment(self, d: Path, current: dict) -> dict:
         name = 'seg-%s.npz' % uuid.uuid4().hex[:12]
-        tmp = d / ('.tmp-' + name)
         removed = (np.concatenate(self._pending_removed) if self._pending_removed
                    else np.zeros(0, np.int64))
         add_ids = (np.concatenate(self._pending_add_ids) if self._pending_add_ids
                    else np.zeros(0, np.int64))
         add_vectors = (np.concatenate(self._pending_add_vectors) if self._pending_add_vectors
                        else np.zeros((0, self.dim), np.float32))
-        with open(str(tmp), 'wb') as f:
-            np.savez(f, removed=removed, add_ids=add_ids, add_vectors=add_vectors)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(str(tmp), str(d / name))
+        def write(tmp):
+            with open(tmp, 'wb') as f:
+                np.savez(f, removed=removed, add_ids=add_ids, add_vectors=add_vectors)
+
+        write_atomically(d / name, write)
         manifest = dict(current)
         manifest['segments'] = list(current['segments']) + [name]
         manifest['segment_rows'] = int(current['segment_rows']) + len(removed) + len(add_ids)
@@ -456,8 +439,8 @@ class AnnIndex:
         np.save(str(tmp / 'centroids.npy'), centroids, allow_pickle=False)
         np.save(str(tmp / 'offsets.npy'), offsets, allow_pickle=False)
         for f in ('ids.npy', 'vectors.npy', 'centroids.npy', 'offsets.npy'):
-            _fsync_file(tmp / f)
-        _fsync_dir(tmp)
+            fsync_file(tmp / f)
+        fsync_dir(tmp)
         os.replace(str(tmp), str(d / name))
         log.info('ANN %s: base %s (%d rows, %d cells)', d, name, n, self.nlist)
         return {'format': FORMAT, 'version': VERSION, 'dim': self.dim, 'nlist': self.nlist,
@@ -624,10 +607,8 @@ def _plain_name(name) -> bool:
 
 
 def _write_manifest(d: Path, manifest: dict) -> None:
-    tmp = d / ('.tmp-%s-%s' % (uuid.uuid4().hex[:8], MANIFEST))
-    with open(str(tmp), 'w', encoding='utf-8') as f:
-        json.dump(manifest, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(str(tmp), str(d / MANIFEST))
-    _fsync_dir(d)
+    def write(tmp):
+        with open(tmp, 'w', encoding='utf-8') as f:
+            json.dump(manifest, f, indent=1, sort_keys=True)
+
+    write_atomically(d / MANIFEST, write, sync_dir=True)

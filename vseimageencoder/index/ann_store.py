@@ -4,7 +4,7 @@
 it reflects. The store calls two functions (its seams):
 
 * :func:`ann_after_update` (the writer, after an update's last commit): builds ``ann/`` once
-  the index holds :data:`~.store.ANN_THRESHOLD` live rows; afterwards brings it in step by
+  the index holds the threshold the store passes (:data:`~.store.ANN_THRESHOLD`) live rows; afterwards brings it in step by
   diffing ids (rows added and removed since) and appending one segment, so an update writes in
   proportion to its size. A wholesale change (``--rebuild``, another width) builds it anew.
 * :func:`ann_for` (a reader): loads ``ann/`` once per view and, when the view is at a newer
@@ -31,8 +31,11 @@ REBUILD_FRACTION = 0.5
 IN_MEMORY_LIMIT = 200000
 
 
+#: The approximate index's folder inside an index folder.
+ANN_DIR = 'ann'
+
+
 def _dir(index_dir):
-    from vseimageencoder.index.store import ANN_DIR
     return index_dir / ANN_DIR
 
 
@@ -40,20 +43,9 @@ def _stamp(view) -> dict:
     return {'commit': int(view.commit), 'generation': int(view.manifest['generation'])}
 
 
-def _live_rows(view, ids: np.ndarray) -> np.ndarray:
-    return np.searchsorted(view._ids, ids)
-
-
-def _vectors_of(view, ids: np.ndarray) -> np.ndarray:
-    return np.asarray(view._vectors[_live_rows(view, ids)], np.float32)
-
-
 def _build(view) -> '_ann.AnnIndex':
     ids = view.ids()
-    if view._live.all():
-        vectors = view._vectors  # the memory map: read in chunks, never copied whole
-    else:
-        vectors = np.asarray(view._vectors[view._live], np.float32)
+    vectors = view.live_rows()
     t = time.perf_counter()
     ann = _ann.AnnIndex.build(vectors, ids)
     logger.info('approximate index of %d rows built in %.1f s (%d cells)', len(ids), time.perf_counter() - t,
@@ -61,21 +53,14 @@ def _build(view) -> '_ann.AnnIndex':
     return ann
 
 
-def ann_after_update(writer) -> None:
-    """Bring ``writer.directory/ann`` in step with the committed rows (see the module doc)."""
-    from vseimageencoder.index import store
-    from vseimageencoder.index.store import open_index
-
-    view = writer.view
-    if view is None or view.manifest['generation'] != writer.manifest['generation']:
-        view = open_index(writer.directory)
-    else:
-        view.refresh()
-    where = _dir(writer.directory)
+def ann_after_update(view, threshold: int) -> None:
+    """Bring ``view.directory/ann`` in step with ``view``, the index's last commit (see the
+    module doc); nothing while there is no ``ann/`` and fewer than ``threshold`` live rows."""
+    where = _dir(view.directory)
     t = time.perf_counter()
     live = view.ids()
     exists = (where / _ann.MANIFEST).exists()
-    if not exists and len(live) < store.ANN_THRESHOLD:
+    if not exists and len(live) < threshold:
         return
     stamp = _stamp(view)
     if exists:
@@ -90,7 +75,7 @@ def ann_after_update(writer) -> None:
             new = live_sorted[~np.isin(live_sorted, held, assume_unique=True)]
             if len(gone) + len(new) <= REBUILD_FRACTION * max(len(live), 1):
                 if len(gone) or len(new) or (m.get('meta') or {}) != stamp:
-                    _ann.append_saved(where, _vectors_of(view, new), new, gone, meta=stamp, manifest=m)
+                    _ann.append_saved(where, view.vectors_of(new), new, gone, meta=stamp, manifest=m)
                     logger.info('approximate index updated (%d added, %d removed) in %.2f s',
                                 len(new), len(gone), time.perf_counter() - t)
                 return
@@ -118,7 +103,7 @@ def ann_for(view) -> Optional['_ann.AnnIndex']:
         gone = held[~np.isin(held, live, assume_unique=True)]
         new = live[~np.isin(live, held, assume_unique=True)]
         ann.remove(gone)
-        ann.add(_vectors_of(view, new), new)
+        ann.add(view.vectors_of(new), new)
         ann.meta = stamp
     view._ann = (ann, stamp)
     return ann

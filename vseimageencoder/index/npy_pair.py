@@ -17,13 +17,13 @@ import json
 import logging
 import os
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Union
 
 import numpy as np
 
+from vseimageencoder.files.atomic import commit, temp_beside
 from vseimageencoder.index.name_escaping import BadEscapeError, escape, unescape
 
 logger = logging.getLogger(__name__)
@@ -76,9 +76,6 @@ class PairWriter:
     """
 
     def __init__(self, out: PathLike, dim: int, provenance: Optional[dict] = None):
-        from vseimageencoder.release.weights import publish_mode
-
-        self._publish = publish_mode
         self.out = Path(out)
         self.names_out = files_path(self.out)
         self.dim, self.provenance = int(dim), provenance
@@ -88,8 +85,8 @@ class PairWriter:
         self._tmp = []
         try:
             for target in (self.out, self.names_out):
-                fd, tmp = tempfile.mkstemp(prefix='.' + target.name + '.', suffix='.part', dir=str(target.parent))
-                self._tmp.append((os.fdopen(fd, 'wb'), tmp))
+                tmp = temp_beside(target)
+                self._tmp.append((open(tmp, 'wb'), tmp))
             self._rows_f, self._names_f = self._tmp[0][0], self._tmp[1][0]
             self._rows_f.write(_npy_header(0, self.dim))
             self._names_f.write(_files_header(self._meta()))
@@ -120,13 +117,10 @@ class PairWriter:
             self._rows_f.write(_npy_header(self.rows, self.dim))
             self._names_f.seek(0)
             self._names_f.write(_files_header(self._meta()))
-            for f, tmp in self._tmp:
-                f.flush()
-                os.fsync(f.fileno())
+            for f, _ in self._tmp:
                 f.close()
-                self._publish(tmp)  # mkstemp's 0600 is for the partial file only
-            os.replace(self._tmp[1][1], str(self.names_out))
-            os.replace(self._tmp[0][1], str(self.out))
+            commit(self._tmp[1][1], self.names_out)
+            commit(self._tmp[0][1], self.out)
         except BaseException:
             self.abort()
             raise

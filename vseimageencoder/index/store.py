@@ -34,13 +34,14 @@ import json
 import logging
 import os
 import re
-import tempfile
 from bisect import bisect_left
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from vseimageencoder.files.atomic import write_atomically
+from vseimageencoder.index.ann_store import ANN_DIR, ann_after_update, ann_for  # noqa: F401  (ANN_DIR: part of the format)
 from vseimageencoder.index.name_escaping import BadEscapeError, escape, unescape
 from vseimageencoder.index.exact import NonFiniteRowError, cosine_scores, normalize_queries, top_k
 
@@ -52,7 +53,6 @@ FORMAT = 'vseimageencoder-index'
 VERSION = 1
 MANIFEST = 'manifest.json'
 LOCK = 'lock'
-ANN_DIR = 'ann'
 
 #: Above this many live rows, search is approximate unless told otherwise.
 ANN_THRESHOLD = 50000
@@ -140,31 +140,14 @@ def read_manifest(directory: PathLike) -> dict:
     return m
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(str(directory), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_manifest(directory: PathLike, manifest: dict) -> None:
     """Commit ``manifest``: temporary file, fsync, rename over the old one, fsync the folder."""
-    directory = Path(directory)
-    fd, tmp = tempfile.mkstemp(prefix='.manifest.', suffix='.tmp', dir=str(directory))
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+    def write(tmp):
+        with open(tmp, 'w', encoding='utf-8') as f:
             json.dump(manifest, f, indent=1, sort_keys=True)
             f.write('\n')
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, str(manifest_path(directory)))
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
+
+    write_atomically(manifest_path(directory), write, mode=0o644, sync_dir=True)
 
 
 # --------------------------------------------------------------------------- rows and records
@@ -399,6 +382,17 @@ class Index:
         """Live ids, int64, in insertion order."""
         return self._ids[self._live]
 
+    def vectors_of(self, ids: np.ndarray) -> np.ndarray:
+        """float32 ``(len(ids), dim)``: the vectors of live ``ids`` (int64), in that order."""
+        return np.asarray(self._vectors[np.searchsorted(self._ids, ids)], np.float32)
+
+    def live_rows(self) -> np.ndarray:
+        """float32 ``(len(self), dim)``: the live rows' vectors in id order; the memory map
+        itself when no row was removed (read it in chunks, never copied whole)."""
+        if self._live.all():
+            return self._vectors
+        return np.asarray(self._vectors[self._live], np.float32)
+
     def _row(self, id_: int) -> int:
         row = int(np.searchsorted(self._ids, id_))
         if row >= len(self._ids) or self._ids[row] != id_ or not self._live[row]:
@@ -491,15 +485,18 @@ def _ann_for(index: Index):
     ``search(queries (Q, D) unit float32, k)`` gives ``(scores, ids)``, ids ``(Q, k)`` int64
     (-1 for none).
     """
-    from vseimageencoder.index.ann_store import ann_for
     return ann_for(index)
 
 
 def _ann_after_update(writer: 'Writer') -> None:
     """Bring the approximate index in step with what ``writer`` committed (the seam where
     vseimageencoder.index.ann plugs in)."""
-    from vseimageencoder.index.ann_store import ann_after_update
-    ann_after_update(writer)
+    view = writer.view
+    if view is None or view.manifest['generation'] != writer.manifest['generation']:
+        view = open_index(writer.directory)
+    else:
+        view.refresh()
+    ann_after_update(view, ANN_THRESHOLD)
 
 
 def open_index(directory: PathLike, ann_threshold: int = ANN_THRESHOLD) -> Index:

@@ -14,12 +14,13 @@ import os
 import socket
 import sys
 import tarfile
-import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional, Union
+
+from vseimageencoder.files.atomic import commit, temp_beside
 
 logger = logging.getLogger(__name__)
 
@@ -147,13 +148,6 @@ def vocab_download_command(data_name: str, dest: Union[str, Path]) -> Optional[s
 def record_path(checkpoint: Union[str, Path]) -> Path:
     p = Path(checkpoint)
     return p.with_name(p.name + RECORD_SUFFIX)
-
-
-def publish_mode(path: Union[str, Path]) -> None:
-    """Give a temporary file (mkstemp makes it 0600) the mode a normal new file would get."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(str(path), 0o666 & ~umask)
 
 
 # sha256 of files read in this process, by what identifies their content on disk. One
@@ -350,9 +344,9 @@ def fetch_member(source: str, member: str, target: Union[str, Path], identity: D
         target.parent.mkdir(parents=True, exist_ok=True)
         bar = _ProgressLine(progress, total)
         reader = _CountingReader(stream, bar, source, deadline_at, stall_timeout)
-        fd, tmp = tempfile.mkstemp(prefix='.' + target.name + '.', suffix='.part', dir=str(target.parent))
+        tmp = temp_beside(target)
         digest, got = hashlib.sha256(), 0
-        with os.fdopen(fd, 'wb') as out:
+        with open(tmp, 'wb') as out:
             try:
                 archive = tarfile.open(fileobj=reader, mode='r|')
                 for entry in archive:
@@ -379,8 +373,6 @@ def fetch_member(source: str, member: str, target: Union[str, Path], identity: D
             except (tarfile.TarError, OSError, EOFError) as e:
                 raise WeightsError('reading %s from %s failed after %d bytes: %s'
                                    % (member, source, reader.count, e)) from None
-            out.flush()
-            os.fsync(out.fileno())
         bar(reader.count, force=True)
         if progress:
             sys.stderr.write('\n')
@@ -392,15 +384,14 @@ def fetch_member(source: str, member: str, target: Union[str, Path], identity: D
         record = dict(identity)
         record.update({'source': source, 'member': member, 'size': got, 'sha256': digest.hexdigest(),
                        'fetched': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())})
-        publish_mode(tmp)
         rec_tmp = tmp + RECORD_SUFFIX
         with open(rec_tmp, 'w', encoding='utf-8') as f:
             json.dump(record, f, indent=1)
         # Drop any old record first: a new file must never sit beside a stale record.
         if record_path(target).exists():
             os.unlink(str(record_path(target)))
-        os.replace(tmp, str(target))
-        os.replace(rec_tmp, str(record_path(target)))
+        commit(tmp, target)
+        commit(rec_tmp, record_path(target))
     except BaseException:
         for t in (tmp, tmp + RECORD_SUFFIX) if tmp else ():
             if os.path.exists(t):
