@@ -302,3 +302,18 @@ def test_precomp_checkpoint(tmp_path):
     with torch.no_grad():
         got = tower(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, reference_embed(None, fc, x), atol=2e-5)
+
+
+@pytest.mark.parametrize('cnn_type', ['resnet152', 'vgg19'])
+def test_release_keys_round_trip(cnn_type):
+    # One table maps keys both ways: writing the release layout and reading it back is the
+    # identity, and the written keys carry the DataParallel prefix the releases have.
+    from vseimageencoder.model.image import build_tower
+    tower = build_tower(cnn_type, embed_size=8, img_dim=4096 if cnn_type.startswith('vgg') else 2048)
+    sd = tower.state_dict()
+    written = ck.release_state_dict(sd, cnn_type)
+    wrapped = 'cnn.features.module.' if cnn_type.startswith('vgg') else 'cnn.module.'
+    assert any(k.startswith(wrapped) for k in written)
+    back = ck.remap_state_dict(written)
+    assert back.keys() == sd.keys()
+    assert all(back[k].numpy().tobytes() == sd[k].numpy().tobytes() for k in sd)  # uninitialised: NaN-safe

@@ -342,11 +342,18 @@ def image_state_dict(ckpt: Mapping, path: PathLike) -> Dict[str, torch.Tensor]:
 
 #: Prefix renames, applied in order. The releases wrapped backbones in DataParallel:
 #: ResNet as a whole, VGG's ``features`` only.
-PREFIX_REMAPS: Tuple[Tuple[str, str], ...] = (
-    ('module.', ''),  # a whole model wrapped in DataParallel (re-saved checkpoints)
-    ('cnn.module.', 'cnn.'),
-    ('cnn.features.module.', 'cnn.features.'),
-)
+#: The one key mapping between the tower and the release format, read and written: VSE++
+#: wrapped the backbone in DataParallel, the whole ResNet but only VGG's ``features``.
+#: Family -> (tower key prefix, release key prefix).
+RELEASE_CNN_PREFIXES: Dict[str, Tuple[str, str]] = {
+    'resnet': ('cnn.', 'cnn.module.'),
+    'vgg': ('cnn.features.', 'cnn.features.module.'),
+}
+
+#: Release prefixes renamed on reading, in order; ``module.`` is a whole model wrapped in
+#: DataParallel (re-saved checkpoints).
+PREFIX_REMAPS: Tuple[Tuple[str, str], ...] = (('module.', ''),) + tuple(
+    (release, tower) for tower, release in RELEASE_CNN_PREFIXES.values())
 
 #: VGG classifiers saved before torchvision put Dropout after the ReLUs:
 #: (Dropout, Linear, ReLU, Dropout, Linear, ReLU, Linear) -> (Linear, ReLU, Dropout, ...).
@@ -374,6 +381,21 @@ def remap_state_dict(sd: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
                     break
             renamed[key] = value
         out = renamed
+    return out
+
+
+def release_state_dict(sd: Mapping[str, torch.Tensor], cnn_type: Optional[str]) -> Dict[str, torch.Tensor]:
+    """A :class:`VSEImageTower` state dict keyed as the releases were (the reverse of
+    :func:`remap_state_dict`, by :data:`RELEASE_CNN_PREFIXES`); ``cnn_type`` None (a
+    precomputed-feature tower) keeps the keys. Tensors are copied to the CPU, contiguous."""
+    prefixes = None
+    if cnn_type:
+        prefixes = RELEASE_CNN_PREFIXES['vgg' if cnn_type.startswith('vgg') else 'resnet']
+    out = {}
+    for k, v in sd.items():
+        if prefixes and k.startswith(prefixes[0]):
+            k = prefixes[1] + k[len(prefixes[0]):]
+        out[k] = v.detach().to('cpu').contiguous().clone()  # channels-last weights saved plain
     return out
 
 

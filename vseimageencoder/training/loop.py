@@ -22,14 +22,14 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from vseimageencoder.files.atomic import write_atomically
-from vseimageencoder.release.checkpoint import (CheckpointError, load_text_tower, load_tower, read_checkpoint,
+from vseimageencoder.release.checkpoint import (CheckpointError, release_state_dict, load_text_tower, load_tower, read_checkpoint,
                           resolve_checkpoint_path, stored_options)
 from vseimageencoder.model.image import VSEImageTower, build_backbone, l2_normalize
 from vseimageencoder.model.text import VSETextTower, pad_ids
@@ -82,21 +82,6 @@ def default_options(**overrides) -> argparse.Namespace:
 def save_atomically(obj, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
     write_atomically(path, lambda tmp: torch.save(obj, tmp))
-
-
-def release_image_keys(sd: Dict[str, torch.Tensor], cnn_type: Optional[str]) -> Dict[str, torch.Tensor]:
-    """A :class:`VSEImageTower` state dict keyed as the releases were (DataParallel prefixes:
-    the whole ResNet, VGG's ``features`` only); tensors copied to the CPU."""
-    out = {}
-    for k, v in sd.items():
-        if cnn_type and k.startswith('cnn.'):
-            if cnn_type.startswith('vgg'):
-                if k.startswith('cnn.features.'):
-                    k = 'cnn.features.module.' + k[len('cnn.features.'):]
-            else:
-                k = 'cnn.module.' + k[len('cnn.'):]
-        out[k] = v.detach().to('cpu').contiguous().clone()  # channels-last weights saved plain
-    return out
 
 
 def _release_opt(o: argparse.Namespace, data_name: str, image: VSEImageTower, text: VSETextTower,
@@ -199,7 +184,7 @@ def train_transform(crop_size: int, hflip: bool):
     normalisation; float32 ``(3, crop, crop)`` from a PIL image."""
     import torchvision.transforms as T
 
-    from vseimageencoder.images.read import IMAGENET_MEAN, IMAGENET_STD
+    from vseimageencoder.images.transform import IMAGENET_MEAN, IMAGENET_STD
     steps = [T.RandomResizedCrop(crop_size)]
     if hflip:
         steps.append(T.RandomHorizontalFlip())
@@ -505,7 +490,7 @@ class Trainer:
     def state(self, epoch: int, position) -> dict:
         ckpt = {
             'epoch': int(epoch),
-            'model': [release_image_keys(self.image.state_dict(), self.cnn_type),
+            'model': [release_state_dict(self.image.state_dict(), self.cnn_type),
                       {k: v.detach().to('cpu').contiguous().clone() for k, v in self.text.state_dict().items()}],
             'best_rsum': float(self.best_rsum) if math.isfinite(self.best_rsum) else 0.0,
             'opt': self.opt_record,
