@@ -130,7 +130,7 @@ def main(argv=None):
     from vseimageencoder.pipeline.embed_files import embed_files
     from vseimageencoder.release.checkpoint import load_tower
     from vseimageencoder.model.inference import InferenceTower, resolve_precision
-    from vseimageencoder.images.read import transform
+    from vseimageencoder.images.transform import transform
 
     dev = torch.device(args.device)
     if dev.type == 'cuda':

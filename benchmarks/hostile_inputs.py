@@ -48,7 +48,7 @@ CHILD = textwrap.dedent('''
             Image.open(path).convert('RGB')
             out = 'decoded'
         elif case == 'png':
-            from vseimageencoder.images.read import transform
+            from vseimageencoder.images.transform import transform
             transform(path)
             out = 'decoded'
         elif how == 'plain':

@@ -123,9 +123,9 @@ def _decode_one(path):
     """The reduced decode of one JPEG, as resize='fast' decodes (PIL's draft, DCT scaling)."""
     from PIL import Image
 
-    from vseimageencoder.images import read as pp
+    from vseimageencoder.images import read, transform
     with Image.open(str(path)) as img:
-        img.draft('RGB', (pp.RESIZE * pp.FAST_MARGIN,) * 2)
+        img.draft('RGB', (transform.RESIZE * transform.FAST_MARGIN,) * 2)
         img.load()
 
 
@@ -142,7 +142,7 @@ def _decode_seconds(paths):
 
 def _transform_seconds(paths):
     """Seconds per image of the whole fast transform of a file on one thread (one pass)."""
-    from vseimageencoder.images.read import transform
+    from vseimageencoder.images.transform import transform
 
     t = time.perf_counter()
     for p in paths:
@@ -236,9 +236,9 @@ def _feeding(model, paths, batch_size, load, readers, threads, pool=None):
 
 
 def _run_candidate(name, model, paths, batch_size, cores, tmp, pool, eager=None):
-    from vseimageencoder.images import read as pp
+    from vseimageencoder.images import read, transform
 
-    fast = functools.partial(pp.transform, resize='fast')
+    fast = functools.partial(transform.transform, resize='fast')
     if name in ('lanes', 'lanes-eager', 'lanes-exact'):
         # encode's own write_embeddings; lanes-eager with the unfused tower, kept unfused.
         from vseimageencoder.cli.encode import write_embeddings
@@ -282,7 +282,7 @@ def _run_candidate(name, model, paths, batch_size, cores, tmp, pool, eager=None)
 
 
 def _fast_transform(path):  # module level: picklable for the process pool
-    from vseimageencoder.images.read import transform
+    from vseimageencoder.images.transform import transform
     return transform(path, resize='fast')
 
 
@@ -308,7 +308,7 @@ def _profile_lanes(model, paths, batch_size, cores):
     """
     import threading
 
-    from vseimageencoder.images import read as pp
+    from vseimageencoder.images import read, transform
     from vseimageencoder.pipeline.batch_threads import embed_in_lanes
     from vseimageencoder.pipeline.thread_budget import thread_budget
 
@@ -327,7 +327,7 @@ def _profile_lanes(model, paths, batch_size, cores):
 
     b = thread_budget(cores, None)
     t = time.perf_counter()
-    embed_in_lanes(timed('tower', model), paths, timed('load', functools.partial(pp.transform, resize='fast')),
+    embed_in_lanes(timed('tower', model), paths, timed('load', functools.partial(transform.transform, resize='fast')),
                    lambda r, pos: None, batch_size, b.reader_threads, b.torch_threads)
     elapsed = time.perf_counter() - t
     n = len(paths)
@@ -340,20 +340,20 @@ def _profile_lanes(model, paths, batch_size, cores):
 def _stages(paths):
     """Median ms per image on one thread: reduced decode, the rest of the fast transform,
     full decode, the rest of the exact transform."""
-    from vseimageencoder.images import read as pp
+    from vseimageencoder.images import read, transform
 
     rows = {'fast': ([], []), 'exact': ([], [])}
     for p in paths:
         for mode in ('fast', 'exact'):
             t0 = time.perf_counter()
             if mode == 'fast':
-                img, *geometry = pp._read(p, pp.RESIZE * pp.FAST_MARGIN)
+                img, *geometry = read._read(p, transform.RESIZE * transform.FAST_MARGIN)
                 t1 = time.perf_counter()
-                pp.normalize_pixels(np.asarray(pp._fast_resize_crop(img, *geometry)))
+                transform.normalize_pixels(np.asarray(transform._fast_resize_crop(img, *geometry)))
             else:
-                img = pp.read_image(p)
+                img = read.read_image(p)
                 t1 = time.perf_counter()
-                pp.normalize_pixels(np.asarray(pp._exact_resize_crop(img)))
+                transform.normalize_pixels(np.asarray(transform._exact_resize_crop(img)))
             t2 = time.perf_counter()
             rows[mode][0].append(t1 - t0)
             rows[mode][1].append(t2 - t1)
@@ -363,16 +363,16 @@ def _stages(paths):
 def _uint8_path(paths, count):
     """ms per image of ``transform_batch`` on decoded uint8 batches (what ``encode()`` does
     with raw pixels): PIL one image at a time, PIL on threads (exact), torch batched (fast)."""
-    from vseimageencoder.images import read as pp
+    from vseimageencoder.images import read, transform
 
-    pixels = np.stack([np.asarray(pp.read_image(p)) for p in paths[:count]])
+    pixels = np.stack([np.asarray(read.read_image(p)) for p in paths[:count]])
     rows = []
     for label, kw in (('PIL, one image at a time, 1 thread', dict(resize='exact', workers=1)),
                       ('exact: PIL on %d threads' % min(count, os.cpu_count() or 1), dict(resize='exact')),
                       ('fast: torch, whole batch', dict(resize='fast'))):
-        pp.transform_batch(pixels[:1], channel_axis=-1, **kw)  # warm-up
+        transform.transform_batch(pixels[:1], channel_axis=-1, **kw)  # warm-up
         t = time.perf_counter()
-        pp.transform_batch(pixels, channel_axis=-1, **kw)
+        transform.transform_batch(pixels, channel_axis=-1, **kw)
         rows.append((label, (time.perf_counter() - t) / count * 1e3))
     return pixels.shape[1:3], rows
 

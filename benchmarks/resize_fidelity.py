@@ -60,7 +60,7 @@ def main():
     from benchmarks.bench import _machine
     from tests.photos import FIDELITY_SET, write_set
     from tests.vsepp_release import write_release_checkpoint
-    from vseimageencoder.images import read as pp
+    from vseimageencoder.images import read, transform
     from vseimageencoder.release.checkpoint import load_tower
     from vseimageencoder.model.inference import InferenceTower
 
@@ -79,19 +79,19 @@ def main():
         rows, xs = [], {'exact': [], 'fast': [], 'array-exact': [], 'array-fast': [], 'rejpeg': []}
         for n, (p, (name, w, h, opts)) in enumerate(zip(paths, FIDELITY_SET), 1):
             progress('[%d/%d] %s' % (n, len(FIDELITY_SET), name))
-            exact, t_exact = _timed(lambda: pp.transform(p, resize='exact'), args.repeats)
-            fast, t_fast = _timed(lambda: pp.transform(p, resize='fast'), args.repeats)
-            pixels = np.asarray(pp.read_image(p))
-            a_exact = pp.transform_batch(pixels[None], channel_axis=-1, resize='exact')[0]
-            a_fast = pp.transform_batch(pixels[None], channel_axis=-1, resize='fast')[0]
+            exact, t_exact = _timed(lambda: transform.transform(p, resize='exact'), args.repeats)
+            fast, t_fast = _timed(lambda: transform.transform(p, resize='fast'), args.repeats)
+            pixels = np.asarray(read.read_image(p))
+            a_exact = transform.transform_batch(pixels[None], channel_axis=-1, resize='exact')[0]
+            a_fast = transform.transform_batch(pixels[None], channel_axis=-1, resize='fast')[0]
             buf = io.BytesIO()
             Image.fromarray(pixels).save(buf, 'JPEG', quality=90)
-            rejpeg = pp.transform(Image.open(buf), resize='exact')
+            rejpeg = transform.transform(Image.open(buf), resize='exact')
             for k, v in (('exact', exact), ('fast', fast), ('array-exact', a_exact),
                          ('array-fast', a_fast), ('rejpeg', rejpeg)):
                 xs[k].append(v)
             # Largest difference in the crop, in grey levels of the first channel's scale.
-            levels = float(np.abs(exact - fast).max() * pp.IMAGENET_STD[0] * 255)
+            levels = float(np.abs(exact - fast).max() * transform.IMAGENET_STD[0] * 255)
             rows.append([name, '%dx%d' % (w, h), p.stat().st_size / 1e6, t_exact, t_fast, levels])
         lines = ['Machine: %s. Date: %s.' % (_machine(), time.strftime('%Y-%m-%d')), '']
         worst = {}

@@ -70,7 +70,7 @@ def _run(ap, args) -> str:
     from jina import Flow
 
     from vseimageencoder.jina3 import CrossModalDoc
-    from vseimageencoder.images.read import expand_paths
+    from vseimageencoder.images.folders import expand_paths
 
     here = Path(__file__).resolve().parent.parent / 'vseimageencoder' / 'jina3'
     paths = [str(p.resolve()) for p in expand_paths(args.images)]

@@ -103,7 +103,8 @@ def _image_docs(paths: Sequence[Path], skip_unreadable=True):
     queries) raise :class:`~vseimageencoder.images.read.ImageReadError` or
     :class:`FileNotFoundError` naming the file."""
     from jina import Document
-    from vseimageencoder.images.read import ImageReadError, transform
+    from vseimageencoder.images.read import ImageReadError
+    from vseimageencoder.images.transform import transform
 
     docs = []
     for p in paths:
@@ -118,7 +119,7 @@ def _image_docs(paths: Sequence[Path], skip_unreadable=True):
 
 def index_images(paths: Sequence, workspace, model_path='pretrained', vocab_path=None) -> int:
     """Index image files (folders expand to their images). Returns the number indexed."""
-    from vseimageencoder.images.read import expand_paths
+    from vseimageencoder.images.folders import expand_paths
 
     _prepare(workspace, model_path, vocab_path)
     files = [p.resolve() for p in expand_paths(paths)]
