@@ -26,7 +26,7 @@ COMMANDS = {
 
 
 def _parser() -> argparse.ArgumentParser:
-    from vseimageencoder import __version__
+    from vseimageencoder._version import __version__
 
     p = argparse.ArgumentParser(prog='vseimageencoder', description='VSE++ image and caption embeddings.')
     p.add_argument('--version', action='version', version='%(prog)s ' + __version__)

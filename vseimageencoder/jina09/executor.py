@@ -11,8 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-from vseimageencoder.jina09.yaml_tags import jina09_installed
-from vseimageencoder.jina09.offline import require_jina09
+from vseimageencoder.jina09.offline import jina09_installed, require_jina09
 
 if 'jina' not in sys.modules and threading.current_thread() is not threading.main_thread() \
         and jina09_installed():

@@ -9,6 +9,19 @@ import sys
 REQUIRED = '0.9.33'
 
 
+def jina09_installed() -> bool:
+    # Asks the installed metadata, not jina itself: importing jina 3 here would be slow and
+    # wrong, and a missing jina must cost nothing.
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+    except ImportError:  # Python 3.7
+        return False
+    try:
+        return version('jina').startswith('0.9.')
+    except PackageNotFoundError:
+        return False
+
+
 def _message(found: str) -> str:
     here = 'Python %d.%d.%d' % sys.version_info[:3]
     return (

@@ -3,18 +3,7 @@ imported and not before, so that the jina-free parts never pay for importing jin
 import logging
 import sys
 
-
-def jina09_installed() -> bool:
-    # Asks the installed metadata, not jina itself: importing jina 3 here would be slow and
-    # wrong, and a missing jina must cost nothing.
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-    except ImportError:  # Python 3.7
-        return False
-    try:
-        return version('jina').startswith('0.9.')
-    except PackageNotFoundError:
-        return False
+from vseimageencoder.jina09.offline import jina09_installed
 
 
 def _register_yaml_tags() -> None:
