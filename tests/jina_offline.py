@@ -11,7 +11,7 @@ before a Flow starts covers them.
 
 def disable_phone_home():
     """Switch jina 0.9 offline where it is installed (the jina 3 run has none to switch)."""
-    from vseimageencoder.jina09.yaml_tags import jina09_installed as _jina09_installed
+    from vseimageencoder.jina09.offline import jina09_installed as _jina09_installed
     if not _jina09_installed():
         return
     from vseimageencoder.jina09.offline import disable_phone_home as package_switch
