@@ -1,11 +1,5 @@
-"""Opening only regular files (no jina, no torch).
-
-A FIFO named ``photo.jpg`` blocks whoever opens it until a writer appears, a device such
-as ``/dev/zero`` never ends, and opening some devices has side effects. Readers of images,
-checkpoints and vocabularies therefore open a path with :func:`open_regular`: it looks
-at the path first, opens it without blocking (``O_NONBLOCK`` returns at once for a FIFO
-with no writer), then checks the opened descriptor itself, so a file swapped in between
-the look and the open is caught too.
+"""Opening only regular files, so that a FIFO or device named like an image, checkpoint or
+vocabulary cannot block or flood its reader (no jina, no torch).
 """
 import os
 import stat
@@ -28,6 +22,11 @@ def kind_of(mode: int) -> str:
 
 def open_regular(path, max_bytes=None):
     """Open ``path`` for binary reading if it is a regular file; never blocks on the open.
+
+    A FIFO blocks whoever opens it until a writer appears, a device such as ``/dev/zero``
+    never ends, and opening some devices has side effects. So the path is looked at first,
+    opened with ``O_NONBLOCK`` (which returns at once for a FIFO with no writer), and the
+    opened descriptor is checked again, catching a file swapped in between look and open.
 
     Raises :class:`NotARegularFileError` naming the path and what it is instead,
     ``FileNotFoundError``/``OSError`` as ``open`` would, and, with ``max_bytes``,
