@@ -1,24 +1,5 @@
 """Where a served encoder may read an image from: local paths under a root, and URLs fetched
 only when allowed and only from public addresses (no jina, no model).
-
-A server that reads whatever path or URL a client names lets that client probe the server's
-disk and make the server call its own network (loopback admin ports, the private network,
-the cloud metadata service). :class:`SourcePolicy` holds the rules:
-
-- **paths** (plain or ``file://``) are read only if, with every symlink resolved, they lie
-  under ``file_root``; a relative path is taken relative to ``file_root``. A path outside the
-  root gets the same refusal whether or not it exists. Only regular files are read (a FIFO,
-  device or socket is refused without being opened for reading, so it cannot block).
-- **http(s) URLs** are fetched only with ``fetch_urls=True``. Then every host is resolved
-  and each of its addresses checked before connecting (loopback, private, link-local,
-  cloud-metadata and other non-public addresses are refused unless
-  ``allow_private_urls=True``); the connection goes to the address that was checked, so a
-  second DNS answer cannot swap it; redirects are followed here, hop by hop, each hop
-  checked the same way.
-- one **deadline** covers all fetches of a request (:meth:`SourcePolicy.deadline`): a slow
-  server cannot hold a worker longer than ``url_timeout`` in total, whatever it sends.
-
-Every refusal is a :class:`SourceRefused` whose ``rule`` names the rule that refused it.
 """
 import http.client
 import ipaddress
@@ -91,7 +72,24 @@ def _shown(text: str, limit: int = 200) -> str:
 
 
 class SourcePolicy:
-    """The rules for reading an image named by a client (see the module docstring).
+    """The rules for reading an image named by a client.
+
+    A server that reads whatever path or URL a client names lets that client probe the
+    server's disk and make the server call its own network (loopback admin ports, the
+    private network, the cloud metadata service). Hence:
+
+    - **paths** (plain or ``file://``) are read only if, with every symlink resolved, they
+      lie under ``file_root``; a relative path is taken relative to ``file_root``. A path
+      outside the root gets the same refusal whether or not it exists. Only regular files
+      are read (a FIFO, device or socket is refused unopened, so it cannot block).
+    - **http(s) URLs** are fetched only with ``fetch_urls=True``. Every host is resolved and
+      each of its addresses checked before connecting; the connection goes to the checked
+      address, so a second DNS answer cannot swap it; redirects are followed here, hop by
+      hop, each hop checked the same way.
+    - one **deadline** covers all fetches of a request (:meth:`deadline`): a slow server
+      cannot hold a worker longer than ``url_timeout`` in total, whatever it sends.
+
+    Every refusal is a :class:`SourceRefused` whose ``rule`` names the rule.
 
     :param file_root: the folder local paths must lie in (resolved once, here), or None for
         any path the process can read (unsafe when clients are not trusted).

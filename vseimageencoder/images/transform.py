@@ -1,19 +1,5 @@
-"""The VSE++ evaluation transform (no jina, no model).
-
-VSE++ evaluates on images resized to 256 on the short side, centre-cropped to 224x224,
-scaled to [0, 1] and normalised with the ImageNet mean and std.
-
-Two ways to compute that transform (``resize=``):
-
-- ``'exact'``: the faithful one, what torchvision does with a PIL image: decode every pixel,
-  antialiased bilinear resize of the whole image to short side 256, crop 224.
-- ``'fast'``: the same geometry and the same final filter, but JPEGs are decoded at 1/2, 1/4
-  or 1/8 scale by libjpeg's DCT scaling (never below twice the resized size), other images
-  are box-reduced by an integer factor to no less than twice the resized size, and only the
-  part of the image inside the crop (plus the filter's reach) is resized. For a JPEG the
-  cost then grows with the megapixels only through the entropy decoding of the file; other
-  formats (PNG, ...) must still be decoded in full.
-  ``benchmarks/resize_fidelity.py`` measures how far its embeddings are from ``'exact'``.
+"""The VSE++ evaluation transform (short side 256, centre crop 224, ImageNet normalisation),
+computed exactly or by a faster reduced decode (no jina, no model).
 """
 import os
 import warnings
@@ -29,7 +15,7 @@ CROP = 224
 IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
 
-#: The ways to compute the transform; see the module docstring.
+#: The ways to compute the transform; see :func:`transform`.
 RESIZE_MODES = ('fast', 'exact')
 #: The encoder's and the command's default. ``benchmarks/resize_fidelity.py`` decided it: the
 #: worst cosine between fast and exact embeddings over its varied image set must be >= 0.999.
@@ -96,7 +82,11 @@ def transform(img, resize: str = DEFAULT_RESIZE) -> np.ndarray:
         ``(H, W, 3)`` / ``(H, W)`` of RGB / gray pixels.
     :param resize: ``'exact'``: short side resized to 256 (bilinear, antialiased, as
         torchvision does for PIL images) from the fully decoded image, then centre crop 224;
-        ``'fast'``: the same crop computed from a reduced decode (see the module docstring).
+        ``'fast'``: the same geometry and final filter, but a JPEG is decoded at 1/2, 1/4 or
+        1/8 scale by libjpeg's DCT scaling and other images are box-reduced by an integer
+        factor (never below :data:`FAST_MARGIN` x the resized size), and only the part inside
+        the crop (plus the filter's reach) is resized. Other formats are still decoded in
+        full. ``benchmarks/resize_fidelity.py`` measures how far it is from ``'exact'``.
     :return: float32 ``(3, 224, 224)``, scaled to [0, 1] and normalised with the ImageNet
         mean and std.
     """
