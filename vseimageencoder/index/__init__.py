@@ -7,8 +7,8 @@
     ix.search(queries, k=5)        # float32 (Q, D) -> per query [(cosine, file), ...]
 
 Imports neither torch nor jina (``update_index`` loads the model only when it has images to
-embed). :mod:`.store` holds the format, :mod:`.update` the update, :mod:`.pair` what
-``vseimageencoder encode`` writes, :mod:`.names` how file names are stored and shown.
+embed). :mod:`.store` holds the format, :mod:`.update` the update, :mod:`.npy_pair` what
+``vseimageencoder encode`` writes, :mod:`.name_escaping` how file names are stored and shown.
 """
 from vseimageencoder.index.name_escaping import escape, unescape
 from vseimageencoder.index.npy_pair import EmbeddingPair, IndexFileError, PairWriter, files_path, load_pair
