@@ -119,7 +119,7 @@ def test_precomputed_counts_and_kinds_are_named(tmp_path, run_cli, model_and_dat
 @pytest.mark.parametrize('readers', [None, 0, 2])
 def test_images_encoded_in_order_and_an_unreadable_one_named(tmp_path, readers):
     from PIL import Image
-    from vseimageencoder.images.read import transform
+    from vseimageencoder.images.transform import transform
     from vseimageencoder.training.data import DataError
     from vseimageencoder.training.evaluation import encode_image_files
 

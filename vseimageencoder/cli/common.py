@@ -1,4 +1,5 @@
-"""What every command shares: exit statuses, the progress flags and the progress line."""
+"""What every command shares at run time: exit statuses, the logger, the progress line and
+the checks of the reading options (the options themselves: :mod:`.options`)."""
 import logging
 import sys
 import time
@@ -8,32 +9,8 @@ logger = logging.getLogger('vseimageencoder')
 EXIT_OK, EXIT_SKIPPED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def progress_flags(parser):
-    """``--progress`` / ``--no-progress`` (default: when stderr is a terminal)."""
-    g = parser.add_mutually_exclusive_group()
-    g.add_argument('--progress', dest='progress', action='store_true', default=None,
-                   help='show progress on stderr (default: when stderr is a terminal)')
-    g.add_argument('--no-progress', dest='progress', action='store_false')
-
-
-def fuse_flag(parser, help=None):
-    """``--fuse {auto,on,off}``; ``help`` says what auto does (default: as the commands that
-    embed image files in bulk do)."""
-    from vseimageencoder.pipeline.embed_files import FUSE_MIN_IMAGES
-
-    parser.add_argument('--fuse', default='auto', choices=('auto', 'on', 'off'),
-                        help=help or ('compile the CPU tower with oneDNN Graph fusion before the first '
-                                      'batch (a few seconds once, then faster batches: see '
-                                      'docs/speed.md); auto: in bf16 or fp16, for %d images or more '
-                                      '(default: auto)' % FUSE_MIN_IMAGES))
-
-
-def fuse_choice(args):
-    """``--fuse`` as :func:`~vseimageencoder.pipeline.embed_files.embed_files` takes it (None: auto)."""
-    return {'auto': None, 'on': True, 'off': False}[getattr(args, 'fuse', 'auto')]
-
-
 def progress_enabled(args) -> bool:
+    """Whether to show progress: ``--progress`` / ``--no-progress``, else when stderr is a terminal."""
     return sys.stderr.isatty() if args.progress is None else args.progress
 
 

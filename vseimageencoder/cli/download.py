@@ -1,6 +1,6 @@
 """``vseimageencoder download MODEL``: a released model and its vocabulary (no torch import)."""
-from vseimageencoder.cli.common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED, logger, progress_enabled,
-                     progress_flags)
+from vseimageencoder.cli import options
+from vseimageencoder.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED, logger, progress_enabled
 
 
 #: Exit status after SIGTERM (128 + 15, as a shell reports a process killed by it).
@@ -47,7 +47,7 @@ def add_parser(sub):
                        help='the model only (the image encoder needs no vocabulary)')
     which.add_argument('--vocab-only', action='store_true',
                        help="the model's vocabulary only, e.g. beside a checkpoint you already have")
-    progress_flags(d)
+    options.add_progress(d)
 
 
 def run(args) -> int:

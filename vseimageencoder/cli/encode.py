@@ -8,9 +8,9 @@ and a header tying the list to its rows), the embedding loop is
 from pathlib import Path
 from typing import List, Optional
 
+from vseimageencoder.cli import options
 from vseimageencoder.cli.common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED, Progress,
-                     bad_reading_args, fuse_choice, fuse_flag, logger, progress_enabled,
-                     progress_flags)
+                                        bad_reading_args, logger, progress_enabled)
 
 
 def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int = 32,
@@ -90,27 +90,15 @@ def add_parser(sub):
                                    '.files.txt lists the file of each row. Unreadable images are '
                                    'named on stderr and skipped (exit status 1).')
     e.add_argument('paths', nargs='+', metavar='PATH', help='image files or folders')
-    e.add_argument('--model-path', default='pretrained',
-                   help='VSE++ checkpoint, or folder holding model_best.pth.tar (default: pretrained)')
-    e.add_argument('--batch-size', type=int, default=32, help='images per forward pass (default: 32)')
+    options.add_model_path(e)
+    options.add_batch_size(e, 32)
     e.add_argument('-o', '--output', default='embeddings.npy', help='output .npy (default: embeddings.npy)')
-    e.add_argument('--device', default='cpu', help="torch device, e.g. 'cuda:0' (default: cpu)")
-    e.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16', 'auto'),
-                   help='backbone precision; auto: fp16 on CUDA, bf16 on CPUs with bf16 '
-                        'hardware, else fp32 (default: fp32, faithful)')
-    from vseimageencoder.images.read import DEFAULT_RESIZE, RESIZE_MODES
-    from vseimageencoder.pipeline.thread_budget import thread_budget
-    e.add_argument('--resize', default=DEFAULT_RESIZE, choices=RESIZE_MODES,
-                   help='fast: decode JPEGs at 1/2 to 1/8 scale and resize only the crop (embeddings '
-                        'within cosine 0.999 of exact, measured); exact: the faithful transform, full '
-                        'decode then resize (default: %s)' % DEFAULT_RESIZE)
-    e.add_argument('--readers', type=int, default=None, metavar='N',
-                   help='threads that each read and transform a batch of images and run the model '
-                        'on it with cores/N torch threads; 0 reads on the main thread, the model '
-                        'using every core (default: one per CPU core, 1 to 8; %d here)'
-                        % thread_budget().reader_threads)
-    fuse_flag(e)
-    progress_flags(e)
+    options.add_device(e)
+    options.add_precision(e, 'backbone precision')
+    options.add_resize(e)
+    options.add_readers(e)
+    options.add_fuse(e)
+    options.add_progress(e)
 
 
 def run(args) -> int:
@@ -120,14 +108,14 @@ def run(args) -> int:
     if bad_reading_args(args):
         return EXIT_ERROR
     try:
-        from vseimageencoder.images.read import expand_paths
+        from vseimageencoder.images.folders import expand_paths
         paths = list(expand_paths(args.paths))
         if not paths:
             logger.error('no image files found in %s', ', '.join(args.paths))
             return EXIT_ERROR
         skipped = encode_files(paths, args.model_path, Path(args.output), args.batch_size,
                                progress, args.device, args.precision, args.resize, args.readers,
-                               fuse_choice(args))
+                               options.fuse_choice(args))
     except KeyboardInterrupt:
         logger.error('interrupted; nothing written to %s', args.output)
         return EXIT_INTERRUPTED

@@ -4,19 +4,9 @@ import sys
 from pathlib import Path
 
 from vseimageencoder.files.atomic import write_atomically
-from vseimageencoder.cli.common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, bad_reading_args, logger, progress_enabled,
-                     progress_flags)
-
-
-def add_data_flags(p, split_help=True):
-    """``--karpathy JSON --images ROOT`` or ``--precomp DIR`` (shared with ``train``)."""
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument('--karpathy', metavar='JSON',
-                   help='Karpathy-split JSON (dataset_coco.json, dataset_flickr30k.json, ...)')
-    g.add_argument('--precomp', metavar='DIR',
-                   help="folder of precomputed features: {split}_ims.npy and {split}_caps.txt")
-    p.add_argument('--images', metavar='ROOT',
-                   help='folder the JSON\'s images are in (filepath/filename under it)')
+from vseimageencoder.cli import options
+from vseimageencoder.cli.common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, bad_reading_args, logger,
+                                        progress_enabled)
 
 
 def add_parser(sub):
@@ -25,30 +15,23 @@ def add_parser(sub):
                                    'image: the first five of each) and report VSE++\'s figures: '
                                    'R@1/5/10, medr and meanr for image->text and text->image, and '
                                    'rsum. Ties in score count against the query.')
-    add_data_flags(e)
+    options.add_data_flags(e)
     e.add_argument('--split', default='test', help='split to evaluate (default: test)')
     e.add_argument('--fold5', action='store_true',
                    help="cut the images into five consecutive folds, score each and average "
                         "(COCO's 1K protocol); without it all images at once (COCO 5K)")
-    e.add_argument('--model-path', default='pretrained',
-                   help='VSE++ checkpoint, or folder holding model_best.pth.tar (default: pretrained)')
-    e.add_argument('--vocab-path', default=None,
-                   help='vocabulary pickle or its folder (default: <data_name>_vocab.pkl beside the checkpoint)')
-    e.add_argument('--batch-size', type=int, default=128, help='images per forward pass (default: 128)')
-    e.add_argument('--device', default='cpu', help="torch device, e.g. 'cuda:0' (default: cpu)")
-    e.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16', 'auto'),
-                   help='tower precision (default: fp32, faithful)')
-    from vseimageencoder.images.read import DEFAULT_RESIZE, RESIZE_MODES
-    e.add_argument('--resize', default=DEFAULT_RESIZE, choices=RESIZE_MODES,
-                   help='image transform, as for encode (default: %s)' % DEFAULT_RESIZE)
-    e.add_argument('--readers', type=int, default=None, metavar='N',
-                   help='threads reading images ahead of the model (default: half the cores)')
-    e.add_argument('--threads', type=int, default=None, metavar='N',
-                   help="torch CPU threads (default: torch's, one per core)")
+    options.add_model_path(e)
+    options.add_vocab_path(e)
+    options.add_batch_size(e, 128)
+    options.add_device(e)
+    options.add_precision(e, 'tower precision')
+    options.add_resize(e)
+    options.add_readers(e, threads="--threads, else torch's (one per physical core)")
+    options.add_threads(e)
     e.add_argument('-o', '--output', metavar='FILE.json', help='also write the figures as JSON')
     e.add_argument('--ranks', metavar='FILE.npz',
                    help="save every query's 0-based rank (arrays i2t (N,) and t2i (5N,))")
-    progress_flags(e)
+    options.add_progress(e)
 
 
 def run(args) -> int:

@@ -2,14 +2,12 @@
 import json
 import sys
 
+from vseimageencoder.cli import options
 from vseimageencoder.cli.common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED, Progress,
-                     bad_reading_args, fuse_choice, fuse_flag, logger, progress_enabled,
-                     progress_flags)
+                                        bad_reading_args, logger, progress_enabled)
 
 
 def add_parser(sub):
-    from vseimageencoder.images.read import RESIZE_MODES
-
     e = sub.add_parser(
         'index', help='create or update an on-disk index of image files',
         description='Create INDEX_DIR, or bring it up to date with the image files under the PATHs '
@@ -25,22 +23,17 @@ def add_parser(sub):
     e.add_argument('--from', dest='from_npy', metavar='EMB.npy',
                    help='import what `vseimageencoder encode` wrote (EMB.npy and EMB.files.txt) '
                         'instead of embedding PATHs; --model-path names the checkpoint it came from')
-    e.add_argument('--model-path', default=None,
-                   help='VSE++ checkpoint, or folder holding model_best.pth.tar (default: the one '
-                        'the index records, else pretrained)')
-    e.add_argument('--batch-size', type=int, default=32, help='images per forward pass and commit (default: 32)')
-    e.add_argument('--device', default='cpu', help="torch device, e.g. 'cuda:0' (default: cpu)")
-    e.add_argument('--precision', default=None, choices=('fp32', 'bf16', 'fp16', 'auto'),
-                   help='backbone precision (default: what the index records, else fp32)')
-    e.add_argument('--resize', default=None, choices=RESIZE_MODES,
-                   help='image transform (default: what the index records, else the encode default)')
-    e.add_argument('--readers', type=int, default=None, metavar='N',
-                   help='threads reading images ahead of the model (default as for encode)')
+    options.add_model_path(e, default=None, default_help='the one the index records, else pretrained')
+    options.add_batch_size(e, 32, 'images per forward pass and commit')
+    options.add_device(e)
+    options.add_precision(e, 'backbone precision', default=None, default_help='what the index records, else fp32')
+    options.add_resize(e, recorded=True)
+    options.add_readers(e)
     e.add_argument('--rebuild', action='store_true',
                    help='embed every file again (e.g. with another checkpoint); the index starts over')
     e.add_argument('--json', action='store_true', help='print the counts as one JSON object')
-    fuse_flag(e)
-    progress_flags(e)
+    options.add_fuse(e)
+    options.add_progress(e)
 
 
 def run(args) -> int:
@@ -76,7 +69,7 @@ def run(args) -> int:
     try:
         counts = update_index(args.index_dir, args.paths, args.model_path, args.batch_size, args.device,
                               args.precision, args.resize, args.readers, bar_update, args.rebuild,
-                              args.from_npy, report, fuse_choice(args))
+                              args.from_npy, report, options.fuse_choice(args))
     except KeyboardInterrupt:
         if bar is not None:
             sys.stderr.write('\n')

@@ -3,6 +3,7 @@ import os
 import sys
 from pathlib import Path
 
+from vseimageencoder.cli import options
 from vseimageencoder.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, logger
 
 
@@ -24,14 +25,10 @@ def add_parser(sub):
     s.add_argument('--image', action='append', default=[], metavar='FILE',
                    help='search by this image (repeatable); uses the image tower')
     s.add_argument('-k', type=int, default=5, help='results per query (default: 5)')
-    s.add_argument('--model-path', default=None,
-                   help='VSE++ checkpoint, or folder holding model_best.pth.tar (default: the one an '
-                        'index folder records, else pretrained)')
-    s.add_argument('--vocab-path', default=None,
-                   help='vocabulary pickle or its folder (default: <data_name>_vocab.pkl beside the checkpoint)')
-    s.add_argument('--device', default='cpu', help="torch device, e.g. 'cuda:0' (default: cpu)")
-    s.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16', 'auto'),
-                   help='tower precision (default: fp32, faithful)')
+    options.add_model_path(s, default=None, default_help='the one an index folder records, else pretrained')
+    options.add_vocab_path(s)
+    options.add_device(s)
+    options.add_precision(s, 'tower precision')
     how = s.add_mutually_exclusive_group()
     how.add_argument('--exact', action='store_true', help='scan every row (the default below 50,000 rows)')
     how.add_argument('--ann', action='store_true',
@@ -129,7 +126,8 @@ def _embed_images(checkpoint, args, prov, dim):
 
     from vseimageencoder.encoders import ImageEncoder
     from vseimageencoder.index import escape
-    from vseimageencoder.images.read import DEFAULT_RESIZE, ImageReadError, transform
+    from vseimageencoder.images.read import ImageReadError
+    from vseimageencoder.images.transform import DEFAULT_RESIZE, transform
 
     resize = (prov or {}).get('resize') or DEFAULT_RESIZE
     encoder = ImageEncoder(checkpoint, precision=args.precision, device=args.device, resize=resize)

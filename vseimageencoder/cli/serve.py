@@ -1,6 +1,6 @@
 """``vseimageencoder serve INDEX_DIR``: a search page and JSON API over an index."""
-from vseimageencoder.cli.common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, fuse_choice, fuse_flag, logger, progress_enabled,
-                     progress_flags)
+from vseimageencoder.cli import options
+from vseimageencoder.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, logger, progress_enabled
 
 LOOPBACK = ('127.0.0.1', 'localhost', '::1')
 
@@ -24,15 +24,13 @@ def add_parser(sub):
                    help='address to listen on (default: 127.0.0.1, this machine only; anything '
                         'else exposes the page and every indexed photo without a password)')
     s.add_argument('--port', type=int, default=8000, help='TCP port (default: 8000)')
-    s.add_argument('--model-path', default=None,
-                   help='VSE++ checkpoint, or folder holding model_best.pth.tar; the one the index '
-                        'was built with (default: the one the index records, else pretrained)')
-    s.add_argument('--vocab-path', default=None,
-                   help='vocabulary pickle or its folder (default: <data_name>_vocab.pkl beside the checkpoint)')
-    s.add_argument('--device', default='cpu', help="torch device of both towers (default: cpu)")
-    s.add_argument('--precision', default=None, choices=('fp32', 'bf16', 'fp16', 'auto'),
-                   help='arithmetic of both towers (default: fp32, faithful); with --photos, new '
-                        'images are embedded as the index records unless this is given')
+    options.add_model_path(s, default=None, default_help='the one the index records, else pretrained',
+                           note='; the one the index was built with')
+    options.add_vocab_path(s)
+    options.add_device(s, of='both towers')
+    options.add_precision(s, 'arithmetic of both towers', default=None, default_help='fp32, faithful',
+                          note='; with --photos, new images are embedded as the index records unless '
+                               'this is given')
     s.add_argument('--max-upload-mb', type=float, default=DEFAULT_MAX_UPLOAD_BYTES / 2 ** 20,
                    help='largest photo accepted for search by photo, in MB (default: %(default)g)')
     s.add_argument('--max-k', type=int, default=MAX_K,
@@ -40,13 +38,12 @@ def add_parser(sub):
     s.add_argument('--max-batch', type=int, default=64,
                    help='most concurrent queries answered in one pass of a tower and the index '
                         '(default: %(default)d; 1 answers them one by one)')
-    s.add_argument('--batch-size', type=int, default=32,
-                   help='with --photos: images per forward pass while indexing (default: 32)')
-    fuse_flag(s, help='compile the CPU image tower with oneDNN Graph fusion for single photo queries '
-                      'at start (a second or two; the tower 2.5x faster at batch 1 in bf16: see '
-                      'docs/speed.md); auto: when the towers run bf16 or fp16; with --photos, '
-                      'indexing fuses as `index --fuse` does (default: auto)')
-    progress_flags(s)
+    options.add_batch_size(s, 32, 'with --photos: images per forward pass while indexing')
+    options.add_fuse(s, help='compile the CPU image tower with oneDNN Graph fusion for single photo '
+                             'queries at start (a second or two; the tower 2.5x faster at batch 1 in '
+                             'bf16: see docs/speed.md); auto: when the towers run bf16 or fp16; with '
+                             '--photos, indexing fuses as `index --fuse` does (default: auto)')
+    options.add_progress(s)
 
 
 def run(args) -> int:
@@ -75,11 +72,12 @@ def run(args) -> int:
             counts = update_index(args.index, args.photos, model_path=args.model_path,
                                   batch_size=args.batch_size, device=args.device,
                                   precision=args.precision, progress=progress_enabled(args),
-                                  fuse=fuse_choice(args))
+                                  fuse=options.fuse_choice(args))
             logger.info('index %s brought up to date: %s', args.index,
                         ', '.join('%s %d' % kv for kv in counts.as_dict().items()))
         service = SearchService(args.index, args.model_path, args.vocab_path, args.device,
-                                args.precision or 'fp32', max_batch=args.max_batch, fuse=fuse_choice(args))
+                                args.precision or 'fp32', max_batch=args.max_batch,
+                                fuse=options.fuse_choice(args))
         app = create_app(service, max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
                          max_k=args.max_k)
         if args.host not in LOOPBACK:

@@ -1,10 +1,9 @@
 """``vseimageencoder train``: VSE++ training, writing checkpoints every front end loads."""
+from vseimageencoder.cli import options
 from vseimageencoder.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, logger
 
 
 def add_parser(sub):
-    from vseimageencoder.cli.evaluate import add_data_flags
-
     t = sub.add_parser('train', help='train (or fine-tune) a VSE++ model on image-caption pairs',
                        description='VSE++ training with the paper\'s defaults: hardest-negative '
                                    'triplet loss, Adam, lr divided by 10 every --lr-update epochs, '
@@ -12,7 +11,7 @@ def add_parser(sub):
                                    'checkpoint.pth.tar (every epoch and on Ctrl-C; --resume OUT '
                                    'continues), model_best.pth.tar (release layout) and '
                                    '<data_name>_vocab.pkl.')
-    add_data_flags(t)
+    options.add_data_flags(t)
     t.add_argument('--out', required=True, metavar='DIR', help='folder for checkpoints and the vocabulary')
     t.add_argument('--train-split', default='train', help='training split (default: train)')
     t.add_argument('--restval', action='store_true', help="also train on the 'restval' split (COCO)")
@@ -34,8 +33,7 @@ def add_parser(sub):
     m.add_argument('--init-from', metavar='MODEL',
                    help='start from this checkpoint (file or folder; a released model too) and keep '
                         'its vocabulary')
-    m.add_argument('--vocab-path', default=None,
-                   help="--init-from / --resume model's vocabulary (default: beside the checkpoint)")
+    options.add_vocab_path(m, help="--init-from / --resume model's vocabulary (default: beside the checkpoint)")
     m.add_argument('--backbone-weights', metavar='FILE',
                    help='torchvision state dict (e.g. ImageNet weights) for a new backbone')
     m.add_argument('--vocab-threshold', type=int, default=4,
@@ -47,7 +45,7 @@ def add_parser(sub):
     o.add_argument('--lr', type=float, default=2e-4, help='Adam learning rate (default: 2e-4)')
     o.add_argument('--lr-update', type=int, default=15, help='divide the lr by 10 every N epochs (default: 15)')
     o.add_argument('--epochs', type=int, default=30, help='epochs (default: 30)')
-    o.add_argument('--batch-size', type=int, default=128, help='pairs per batch (default: 128)')
+    options.add_batch_size(o, 128, 'pairs per batch')
     o.add_argument('--grad-clip', type=float, default=2.0, help='gradient norm clip, 0 for none (default: 2)')
     o.add_argument('--crop-size', type=int, default=224, help='training crop of full images (default: 224)')
     o.add_argument('--no-hflip', dest='hflip', action='store_false',
@@ -60,15 +58,11 @@ def add_parser(sub):
                    help='continue from checkpoint.pth.tar (or the folder holding it)')
     o.add_argument('--seed', type=int, default=0, help='seed of the initial weights and the batch order')
     r = t.add_argument_group('hardware')
-    r.add_argument('--device', default='cpu', help="torch device (default: cpu)")
-    r.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16', 'auto'),
-                   help='autocast precision of the forward pass; the loss and the weights stay fp32 '
-                        '(default: fp32)')
-    r.add_argument('--threads', type=int, default=None, metavar='N',
-                   help='torch CPU threads (default: torch\'s, one per core); 1 is fastest for small '
-                        'models on a busy machine')
-    r.add_argument('--readers', type=int, default=None, metavar='N',
-                   help='threads reading training images ahead of the model (default: 2)')
+    options.add_device(r)
+    options.add_precision(r, 'autocast precision of the forward pass; the loss and the weights stay fp32',
+                          default_help='fp32')
+    options.add_threads(r, note='; 1 is fastest for small models on a busy machine')
+    options.add_readers(r, training=True)
 
 
 def run(args) -> int:
