@@ -1,7 +1,5 @@
 """The VSE++ image tower in plain torch: backbone -> L2 norm -> linear -> L2 norm -> |.|.
-
-Nothing here reads files or imports jina; :mod:`vseimageencoder.release.checkpoint` builds a
-:class:`VSEImageTower` from a checkpoint's options and fills it with the checkpoint's weights.
+No file reading or jina here; :mod:`vseimageencoder.release.checkpoint` builds and loads it.
 """
 import contextlib
 import logging
@@ -53,8 +51,8 @@ def _leave_as_is(tensor, *args, **kwargs):
 def skip_weight_init():
     """Construct modules without computing their random initial weights.
 
-    The checkpoint carries every weight, and initialising 60-144 M parameters only to
-    overwrite them costs over a second of start-up. Parameters are still allocated
+    The checkpoint carries every weight, so computing random ones only to overwrite them
+    would just slow start-up. Parameters are still allocated
     (uninitialised memory, which costs nothing until touched); the caller must then load a
     full state dict. The nn.init functions are swapped out process-wide for the duration,
     so construction is serialised by a lock.

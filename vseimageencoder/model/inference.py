@@ -1,12 +1,5 @@
-"""Fast inference around a loaded :class:`VSEImageTower` (pure torch, no jina).
-
-What makes it faster than calling the tower as loaded, without changing what it computes:
-batch norms folded into the convolutions before them, channels-last activations (the
-layout oneDNN and cuDNN convolutions prefer), an optional reduced-precision backbone, and
-on CUDA pinned host memory with non-blocking copies. The projection head always runs in
-float32, so outputs are float32 and L2-normalised whatever the backbone precision.
-On a CPU, :meth:`InferenceTower.fuse` also compiles the backbone with oneDNN Graph fusion
-(:mod:`vseimageencoder.model.onednn_graph`), which bulk jobs do by default.
+"""A loaded :class:`VSEImageTower` prepared for fast inference on one device: same outputs,
+less time (pure torch, no jina).
 """
 import logging
 import os
@@ -162,6 +155,11 @@ def fold_batchnorms(module: nn.Module) -> int:
 class InferenceTower(nn.Module):
     """A loaded tower prepared for fast inference on one device.
 
+    Without changing what the tower computes: batch norms are folded into the convolutions
+    before them, activations are channels-last (the layout oneDNN and cuDNN convolutions
+    prefer), the backbone may run in reduced precision, and on CUDA inputs go through pinned
+    host memory with non-blocking copies. The projection head always runs in float32.
+
     Input: float32 ``(B, 3, H, W)`` normalised images (or ``(B, img_dim)`` features for
     precomputed-feature towers), on any device. Output: float32 ``(B, embed_size)`` on the
     CPU, L2-normalised unless the checkpoint says ``no_imgnorm``.
@@ -193,7 +191,7 @@ class InferenceTower(nn.Module):
     def fuse(self, batch_size: int) -> bool:
         """Compile the backbone with oneDNN Graph fusion (:mod:`vseimageencoder.model.onednn_graph`),
         fastest for batches of ``batch_size``; batches of other sizes still run, unfused.
-        CPU backbones only; a few seconds once. Returns whether the tower now runs fused
+        CPU backbones only; compiling costs seconds, once. Returns whether the tower now runs fused
         (False on CUDA, for precomputed features, or when fusion failed; all but the second
         logged). Call it before sharing the tower between threads."""
         if self.device.type != 'cpu':
@@ -221,7 +219,7 @@ class InferenceTower(nn.Module):
     @property
     def fuses_by_default(self) -> bool:
         """Whether callers fuse without being asked (``fuse`` None): a CPU backbone in
-        ``bf16`` or ``fp16``; fp32 gains less (1.1-1.5x) and takes longer to compile."""
+        ``bf16`` or ``fp16``; fp32 gains less and takes longer to compile."""
         return self.device.type == 'cpu' and self.tower.cnn is not None and self.precision in ('bf16', 'fp16')
 
     @property

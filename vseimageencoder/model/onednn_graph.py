@@ -1,26 +1,5 @@
-"""A CPU backbone compiled with oneDNN Graph fusion (pure torch, no jina).
-
-Eager torch runs each layer of a ResNet block as its own kernel: a convolution writes its
-output, then the ReLU and the residual add read it back and write it again. oneDNN Graph
-compiles a traced, frozen backbone into partitions that apply the ReLU and the add inside
-the convolution, so activations cross memory once per layer instead of up to three times,
-and the Python dispatch of some 500 modules per pass goes away. On a CPU with AMX,
-ResNet-152 in bf16 ran 1.6-2.5x as fast as eager, and ``encode`` 1.2x on 12 MP and 1.5x on
-1 MP photos (docs/speed.md, "The fused tower").
-
-TorchScript's profiling executor specialises the fused graph to the batch shape it saw
-while warming up; batches of other sizes run an unfused graph that computes what eager
-does. Start-up costs a trace at batch 1, a freeze, two passes at the batch size and one
-eager pass to check the result (a few seconds for ResNet-152 in bf16 on 2 cores), which is
-why by default only bulk jobs in reduced precision fuse
-(:data:`~vseimageencoder.pipeline.embed_files.FUSE_MIN_IMAGES`), and ``serve``, which pays once at
-start for every photo query after (:class:`~vseimageencoder.serve.SearchService`). In fp32
-the fuser seems to leave the arithmetic as eager's (bit-identical features in an ad hoc
-check), the gain is smaller (1.1-1.5x) and each pass costs five times as much.
-
-TorchScript is deprecated upstream (torch 2.14 warns on trace and freeze; 2.8 does not). Where it
-is missing or a step fails, :func:`fuse_backbone` logs why and the caller keeps the eager
-backbone: fusion only ever changes speed.
+"""A CPU backbone compiled with oneDNN Graph fusion (pure torch, no jina); fusion only ever
+changes speed, and :func:`fuse_backbone` falls back to the eager backbone when it cannot fuse.
 """
 import logging
 import warnings

@@ -1,8 +1,5 @@
 """The VSE++ text tower in plain torch: word ids -> embedding -> GRU -> last state -> L2 norm.
-
-Nothing here reads files or imports jina; :func:`vseimageencoder.release.checkpoint.load_text_tower`
-builds a :class:`VSETextTower` from a checkpoint's options and fills it with the second
-state dict of the checkpoint's ``model`` list.
+No file reading or jina here; :func:`vseimageencoder.release.checkpoint.load_text_tower` loads it.
 """
 from typing import Sequence
 
