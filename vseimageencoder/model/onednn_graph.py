@@ -31,6 +31,16 @@ def fuse_backbone(cnn: nn.Module, example: torch.Tensor) -> Optional[torch.jit.S
     ``example``, or None (with a logged warning) where that cannot be done or the fused
     features disagree with the eager ones.
 
+    Eager torch runs each layer of a ResNet block as its own kernel, writing the
+    convolution's output and reading it back for the ReLU and the residual add; the fused
+    partitions apply those inside the convolution and drop the per-module Python dispatch.
+    TorchScript specialises the fused graph to the batch shape seen while warming up;
+    other batch sizes run an unfused graph that computes what eager does. Because start-up
+    costs a trace, a freeze and several passes, by default only bulk jobs in reduced
+    precision (:data:`~vseimageencoder.pipeline.embed_files.FUSE_MIN_IMAGES`) and ``serve``
+    (:class:`~vseimageencoder.serve.SearchService`) fuse. TorchScript is deprecated upstream;
+    where it is missing or a step fails, the reason is logged and None returned.
+
     :param cnn: an eval-mode backbone on the CPU, already in its inference dtype and memory
         format (:class:`~vseimageencoder.model.inference.InferenceTower` prepares it).
     :param example: a batch as the backbone will get them, ``(B, 3, H, W)`` in the backbone's
@@ -46,7 +56,7 @@ def fuse_backbone(cnn: nn.Module, example: torch.Tensor) -> Optional[torch.jit.S
     was_enabled = torch._C._jit_llga_enabled()
     try:
         with warnings.catch_warnings():
-            # Recent torch deprecates these calls; the module docstring says what happens
+            # Recent torch deprecates these calls; fuse_backbone's docstring says what happens
             # when they go away, so the warning would only repeat it at every start-up.
             warnings.filterwarnings('ignore', message=r'.*torch\.jit\.\w+` is deprecated')
             torch.jit.enable_onednn_fusion(True)
