@@ -1,14 +1,5 @@
-"""Finding, safely unpickling and loading VSE++ checkpoints into a :class:`VSEImageTower`.
-
-A released checkpoint (``runs/<name>/model_best.pth.tar``) is a ``torch.save`` of::
-
-    {'epoch': int, 'model': [image_state_dict, text_state_dict], 'best_rsum': float,
-     'opt': argparse.Namespace(cnn_type=..., embed_size=..., ...), 'Eiters': int}
-
-saved with the legacy (pre-zip) serialisation. Loading is narrow on purpose: tensors go to
-the CPU, unpickling admits tensors, plain containers and ``argparse.Namespace`` only (a
-hostile pickle is refused before any of its code runs), the key remaps below are the only
-changes made to the state dict, and the final load is strict.
+"""Safely unpickling VSE++ checkpoints and loading them into a :class:`VSEImageTower` (or the
+text tower), and writing the release format back.
 """
 import argparse
 import contextlib
@@ -85,7 +76,11 @@ def _is_refused_global(message: str) -> bool:
 def read_checkpoint(path: PathLike) -> Mapping:
     """Unpickle a checkpoint file onto the CPU, admitting no code.
 
-    Handles both torch serialisation formats (zip, and the legacy one the releases use).
+    A released checkpoint (``runs/<name>/model_best.pth.tar``) is a legacy (pre-zip)
+    ``torch.save`` of ``{'epoch': int, 'model': [image_state_dict, text_state_dict],
+    'best_rsum': float, 'opt': argparse.Namespace(...), 'Eiters': int}``; zip checkpoints
+    are read too. Tensors go to the CPU. Loading is narrow on purpose: a hostile pickle is
+    refused before any of its code runs.
     Raises :class:`UnsafeCheckpointError` for a pickle that would import or call anything
     but tensors, plain containers and ``argparse.Namespace``, and
     :class:`NotACheckpointError` for files that are not torch checkpoints.
@@ -340,8 +335,6 @@ def image_state_dict(ckpt: Mapping, path: PathLike) -> Dict[str, torch.Tensor]:
 
 # --------------------------------------------------------------------------- key remaps
 
-#: Prefix renames, applied in order. The releases wrapped backbones in DataParallel:
-#: ResNet as a whole, VGG's ``features`` only.
 #: The one key mapping between the tower and the release format, read and written: VSE++
 #: wrapped the backbone in DataParallel, the whole ResNet but only VGG's ``features``.
 #: Family -> (tower key prefix, release key prefix).

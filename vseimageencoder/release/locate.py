@@ -1,8 +1,5 @@
-"""Where checkpoints are, and what can be wrong with them: no torch import.
-
-The command line, the index and the server name checkpoints, compare their sha256 and catch
-these errors without loading a model; :mod:`vseimageencoder.release.checkpoint` (which imports
-torch) re-exports everything here and does the loading.
+"""Where checkpoints are and the errors they can raise, without importing torch (so the CLI,
+index and server can name and check them); :mod:`.checkpoint` re-exports all of it.
 """
 import os
 import shlex

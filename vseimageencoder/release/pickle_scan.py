@@ -1,20 +1,5 @@
-"""Checking a pickle's shape before anything unpickles it (no torch, no jina).
-
-Refusing unknown globals keeps a hostile pickle from running code, but a pickle of plain
-data can still kill the process that loads it: a tuple nested 300,000 deep unpickles
-fine, then overflows the C stack when it is hashed or freed; a deep list ends in a
-RecursionError wherever it is walked; a few bytes can declare storages of gigabytes.
-:func:`scan_pickle` walks the opcodes once, iteratively, without building any of the
-objects, and refuses a pickle that nests deeper than ``max_depth``, runs more than
-``max_ops`` opcodes or claims more bytes than it holds. It also reports the persistent
-ids (torch's storage declarations) it saw, so the caller can check their sizes before
-torch allocates them.
-
-Nesting depth is tracked as the unpickler would build the objects: every container,
-tuple or constructed object has a depth one above its deepest part, and adding to a
-container that is already part of others (through the memo) raises their depths too, so
-late additions cannot hide depth. A structure that contains itself has no finite depth
-and is refused as too deep.
+"""Checking a pickle's shape (depth, size, declared storages) before anything unpickles it
+(no torch, no jina).
 """
 import pickletools
 from dataclasses import dataclass, field
@@ -105,6 +90,14 @@ def scan_pickle(data, start: int = 0, max_depth: int = MAX_DEPTH, max_ops: int =
     is not a well-formed pickle. ``continues`` says ``data`` is only the head of a longer
     file: running off its end is then :class:`PickleTooLargeError`, not a truncation.
     Memory is linear in the opcodes walked; nothing recurses.
+
+    Refusing unknown globals keeps a hostile pickle from running code, but plain data can
+    still kill the loader: a tuple nested 300,000 deep overflows the C stack when hashed or
+    freed, a deep list raises RecursionError when walked, a few bytes can declare gigabytes
+    of storage. Depth is tracked as the unpickler would build the objects: a container is
+    one above its deepest part, and adding to a container already inside others (through
+    the memo) raises their depths too, so late additions cannot hide depth. Persistent ids
+    (torch's storage declarations) are reported so callers can check sizes first.
     """
     buf = memoryview(data).cast('B') if not isinstance(data, (bytes, bytearray)) else data
     end = len(buf) if max_bytes is None else min(len(buf), start + max_bytes)

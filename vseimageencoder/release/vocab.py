@@ -1,14 +1,4 @@
-"""VSE++ vocabularies and captions turned into word ids (no jina, no torch).
-
-The releases ship one vocabulary per training set (``vocab/<data_name>_vocab.pkl`` in
-``vocab.tar``): a Python 2.7 pickle of the ``Vocabulary`` object of VSE++'s ``vocab.py``,
-saved from a script run as ``__main__``, holding ``word2idx``, ``idx2word`` and ``idx``.
-:func:`load_vocabulary` reads it with an unpickler that admits that class and plain data
-only, so a hostile file is refused before any of it runs.
-
-Captions are tokenised as VSE++ did, with nltk's word tokenizer on the lower-cased
-caption, then wrapped in ``<start>``/``<end>``; unknown words become ``<unk>``.
-"""
+"""VSE++ vocabularies (safely unpickled) and captions turned into word ids (no jina, no torch)."""
 import io
 import logging
 import os
@@ -186,6 +176,10 @@ class _VocabularyUnpickler(pickle.Unpickler):
 
 def read_vocabulary(path: PathLike) -> Vocabulary:
     """Unpickle a VSE++ vocabulary file safely and check it.
+
+    The releases ship ``vocab/<data_name>_vocab.pkl`` files: Python 2.7 pickles of the
+    ``Vocabulary`` object of VSE++'s ``vocab.py`` (saved from a script run as ``__main__``),
+    holding ``word2idx``, ``idx2word`` and ``idx``.
 
     When a download record (``<file>.json``, written by ``vseimageencoder download``) lies
     beside the file, its size and sha256 are checked first (:class:`VocabularyError` when

@@ -1,11 +1,5 @@
-"""Released VSE++ weights and vocabularies as data, and fetching them out of their archives.
-
-The authors published every model in one uncompressed tar (about 7 GB), each as
-``runs/<name>/model_best.pth.tar``, and the caption vocabularies in another,
-``vocab.tar``, each as ``vocab/<data_name>_vocab.pkl``. :func:`download` streams those
-archives, writes only the wanted members, stops reading once they are out, and records
-what it fetched (name, source, member, size, sha256) in a JSON file beside each file,
-which the loaders check on every load.
+"""Released VSE++ weights and vocabularies as data, and streaming them out of the authors'
+archives into files with a download record (size, sha256) that loaders check.
 """
 import hashlib
 import json
@@ -152,7 +146,7 @@ def record_path(checkpoint: Union[str, Path]) -> Path:
 
 # sha256 of files read in this process, by what identifies their content on disk. One
 # `search --image` or `serve` start checks the same checkpoint for the index's provenance, the
-# download record and the encoder (a quarter of a second each for ResNet-152's 230 MB).
+# download record and the encoder.
 _DIGESTS: Dict[tuple, str] = {}
 _DIGESTS_KEPT = 16
 
