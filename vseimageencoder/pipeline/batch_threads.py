@@ -1,14 +1,5 @@
-"""Embedding image files in lanes: each lane thread reads a batch and runs the tower on it.
-
-Why lanes (see :mod:`vseimageencoder.pipeline.thread_budget`): with separate reader threads, readers and the
-tower's OpenMP threads compete for the same cores and the tower stalls at its barriers.
-A lane does both halves of the work for its own batch with its own share of the cores, so
-the cores stay busy whatever the ratio of decoding to tower time, with no thread waiting on
-another. Results come out in input order: lane ``k`` takes batches ``k``, ``k + lanes``, ...
-and the caller's thread hands each to the writer in turn.
-
-The decoding (libjpeg, Pillow's resampling) and the forward pass release the GIL, so lanes
-are threads: pixels never cross a process boundary and the tower is loaded once.
+"""Embedding image files in lanes: each lane thread reads a batch and runs the tower on it with
+its own share of the cores; results come out in input order.
 """
 import threading
 from typing import Callable, Optional, Sequence, Tuple
@@ -45,6 +36,12 @@ def embed_in_lanes(model, paths: Sequence, load: Callable, write: Callable, batc
         any other error stops the run and is raised here.
     :param on_progress: ``(done, skipped)`` after each batch is written.
     :return: ``(done, skipped)``.
+
+    Separate reader threads would compete with the tower's OpenMP threads for the cores and
+    stall it at its barriers; a lane does both halves of its own batch, so the cores stay
+    busy whatever the ratio of decoding to tower time. Lane ``k`` takes batches ``k``,
+    ``k + lanes``, ...; the calling thread hands each to ``write`` in turn. Decoding and the
+    forward pass release the GIL, so lanes are threads and the tower is loaded once.
     """
     import torch
 

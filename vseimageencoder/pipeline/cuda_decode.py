@@ -1,22 +1,5 @@
-"""JPEG files decoded and transformed by torch on one device, for towers on a GPU.
-
-On a GPU the tower takes a few milliseconds per photo and decoding on the host's cores is all
-that is left, so there the JPEGs are decoded on the device (nvJPEG, through
-``torchvision.io.decode_jpeg(device='cuda')``, a whole batch per call) and resized, cropped
-and normalised there too: only the compressed bytes cross the bus, from pinned memory.
-Nothing here is imported by the CPU path (``encode`` on a CPU goes through
-:mod:`vseimageencoder.images.read`), so it cannot change what a CPU computes.
-
-The transform is the VSE++ evaluation transform with torch's antialiased bilinear resize of
-the whole decoded image (short side 256, long side truncated as torchvision does), centre
-crop 224, rounding to 8-bit levels as PIL does, and the ImageNet normalisation: the
-``exact`` geometry, with results within about one grey level of PIL's
-(``tests/unit/test_gpu_decode.py`` bounds the difference). Files that are not plain JPEGs
-(PNG, CMYK, ...) go through :func:`vseimageencoder.images.transform.transform` on the host
-instead, with the same file checks (regular files only, allowed formats, pixel cap).
-
-Also usable with ``device='cpu'`` (the tests, and ``benchmarks/input_pipeline.py``'s
-"torchvision decode" candidate).
+"""JPEG files decoded (nvJPEG) and transformed by torch on the tower's device, for towers on a
+GPU; never imported by the CPU path, so it cannot change what a CPU computes.
 """
 import io
 from typing import List, Sequence, Tuple
@@ -78,7 +61,8 @@ def transform_decoded(images: Sequence, orientations: Sequence[int]):
     """Decoded uint8 ``(3, H, W)`` tensors (on one device, any sizes) -> float32
     ``(B, 3, 224, 224)`` on that device: turned upright, resized (short side 256,
     antialiased bilinear), centre-cropped to 224, rounded to 8-bit levels, normalised with
-    the ImageNet mean and std."""
+    the ImageNet mean and std: the ``exact`` geometry, within about one grey level of PIL's
+    (``tests/unit/test_gpu_decode.py`` bounds the difference). Also runs on ``device='cpu'``."""
     import torch
     import torch.nn.functional as F
 

@@ -1,10 +1,5 @@
-"""Embedding many image files in batches: reader -> mapper -> writer, shared by ``encode`` and
-``index``.
-
-The reader (:func:`~vseimageencoder.pipeline.prefetch.read_in_order`) decodes and transforms files on
-threads ahead of the model, in input order; the mapper is a prepared image tower; the writer
-is whatever the caller hands in (a ``.npy`` pair, the on-disk index), called once per batch.
-Memory is bounded by the batch size: nothing but the batch in flight is held.
+"""Embedding many image files in batches (read -> tower -> writer), shared by ``encode``,
+``index`` and ``evaluate``; memory is bounded by the batches in flight.
 """
 import functools
 import logging
@@ -16,7 +11,7 @@ logger = logging.getLogger(__name__)
 
 #: ``embed_files`` (so ``encode``, ``index`` and ``evaluate``) fuses a CPU tower in reduced
 #: precision (:mod:`vseimageencoder.model.onednn_graph`) by default when it embeds at least this many
-#: images: the few seconds of start-up are repaid after a few hundred.
+#: images, so that the fusion's start-up is repaid.
 FUSE_MIN_IMAGES = 256
 
 #: ``write(rows, positions)``: float32 ``(B, D)`` embeddings of ``paths[p]`` for each ``p`` in
@@ -77,7 +72,7 @@ def embed_files(model, paths: Sequence, write: BatchWriter, batch_size: int = 32
     device = getattr(model, 'device', None)
     if device is not None and getattr(device, 'type', None) == 'cuda':
         # A tower on a GPU: JPEGs are decoded and transformed on the device (nvJPEG); the
-        # host only reads files (vseimageencoder/pipeline/cuda_decode.py, issue 17.2).
+        # host only reads files (vseimageencoder/pipeline/cuda_decode.py).
         from vseimageencoder.pipeline.cuda_decode import embed_files_on_device
         if fuse:
             _fuse(model, batch_size, torch.get_num_threads())  # says why it cannot
@@ -89,7 +84,7 @@ def embed_files(model, paths: Sequence, write: BatchWriter, batch_size: int = 32
     if readers != 0:
         # Lanes (vseimageencoder/pipeline/batch_threads.py): each reader thread reads a batch and runs the
         # tower on it with its share of the cores torch may use; readers feeding a tower on
-        # this thread fought its OpenMP threads for the cores (issue 17).
+        # this thread would fight its OpenMP threads for the cores.
         from vseimageencoder.pipeline.batch_threads import chunk_size, embed_in_lanes
         from vseimageencoder.pipeline.thread_budget import thread_budget
 

@@ -1,8 +1,4 @@
-"""Reading and transforming image files ahead of the tower, on threads, in input order.
-
-Decoding (libjpeg, zlib) and resizing (Pillow) release the GIL, as does the torch forward
-pass, so threads overlap them without the cost of moving pixels between processes.
-"""
+"""Reading and transforming image files ahead of the tower, on threads, in input order."""
 import logging
 import os
 import threading
@@ -15,8 +11,9 @@ T = TypeVar('T')
 
 
 def default_readers(cpus: Optional[int] = None) -> int:
-    """Reader threads the ``encode`` command uses unless told: half the CPU cores (the tower
-    keeps the others busy), at least 1 and at most 8."""
+    """Half of ``cpus`` (None: ``os.cpu_count()``), at least 1 and at most 8: a reader count
+    for threads feeding a tower that keeps the other cores busy. ``encode`` does not use it:
+    its lanes default to one per core (:func:`~vseimageencoder.pipeline.thread_budget.thread_budget`)."""
     cpus = cpus or os.cpu_count() or 1
     return max(1, min(8, cpus // 2))
 
@@ -34,6 +31,8 @@ class PrefetchReader:
     seconds: a reader blocked in I/O (a stalled network mount, a device) must not keep
     Ctrl-C from ending the run, so readers still busy then are left behind (daemon threads,
     which never keep the process alive) and named in a warning.
+
+    Threads suffice: decoding, resizing and the forward pass release the GIL.
     """
 
     #: Seconds an interrupted reader pool waits for busy readers before leaving them.

@@ -1,26 +1,5 @@
-"""How many threads read images and how many run the tower's arithmetic (no jina, no torch
-at import).
-
-On a few cores the budget decides the speed of encoding photos. The tower's convolutions
-run on OpenMP threads that meet at a barrier after every layer: if a reader thread takes
-one of their cores, the others wait at the barrier, spinning, and the tower runs at the
-pace of its slowest thread while burning the cores it is waiting on. Readers and tower
-threads together must therefore not outnumber the cores.
-
-Two layouts are budgeted here:
-
-- **lanes** (``readers_run_tower=True``, what ``encode`` and ``index`` use): each reader
-  thread reads and transforms a whole batch and then runs the tower on it with its own
-  share of the cores (one torch thread each when there are as many lanes as cores). A lane
-  is never waiting on another lane, so whatever the split between decoding and the tower,
-  every core stays busy until the input runs out.
-- **readers feeding the tower** (``readers_run_tower=False``): reader threads transform
-  images ahead of a tower running on the calling thread; the tower gets the cores the
-  readers leave. It only keeps every core busy when decoding and the tower happen to need
-  the cores in the ratio the split gave them.
-
-``readers == 0`` means reading on the calling thread, one image after the other, and the
-tower using every core between reads.
+"""How many threads read images and how many run the tower's arithmetic (no jina, no torch at
+import).
 """
 import os
 from contextlib import contextmanager
@@ -62,6 +41,12 @@ def thread_budget(cores: Optional[int] = None, readers: Optional[int] = None,
         1). Feeding: ``cores - readers`` torch threads (at least 1). Reading on the calling
         thread: every core for the tower.
     :raises ValueError: naming ``cores`` below 1 or ``readers`` below 0.
+
+    The tower's OpenMP threads meet at a barrier after every layer: a reader taking one of
+    their cores leaves the others spinning there, so readers and tower threads together
+    must not outnumber the cores. Lanes never wait on one another and keep every core busy
+    whatever the split between decoding and the tower; readers feeding a tower keep every
+    core busy only when the work happens to match the split.
     """
     if cores is None:
         cores = cpu_cores()
