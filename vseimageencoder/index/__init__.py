@@ -1,14 +1,5 @@
-"""A photo collection kept searchable on disk: an incremental, crash-safe index with provenance.
-
-    from vseimageencoder.index import open_index, update_index
-
-    counts = update_index('photos.idx', ['~/Pictures'], model_path='pretrained')
-    ix = open_index('photos.idx')
-    ix.search(queries, k=5)        # float32 (Q, D) -> per query [(cosine, file), ...]
-
-Imports neither torch nor jina (``update_index`` loads the model only when it has images to
-embed). :mod:`.store` holds the format, :mod:`.update` the update, :mod:`.npy_pair` what
-``vseimageencoder encode`` writes, :mod:`.name_escaping` how file names are stored and shown.
+"""A photo collection kept searchable on disk: an incremental, crash-safe index with provenance
+(:func:`open_index`, :func:`update_index`). Imports neither torch nor jina.
 """
 from vseimageencoder.index.name_escaping import escape, unescape
 from vseimageencoder.index.npy_pair import EmbeddingPair, IndexFileError, PairWriter, files_path, load_pair

@@ -1,30 +1,5 @@
-"""Approximate nearest-neighbour search over unit-norm embeddings (faiss IVF, inner product).
-
-:class:`AnnIndex` knows nothing of the index store: it holds ``(vectors, ids)`` pairs, vectors
-float32 ``(N, D)`` with unit L2 norm and ids int64, and answers ``search(queries, k)`` with the
-``k`` ids of largest inner product (= cosine for unit vectors) per query.
-
-Structure: a faiss ``IndexIVFFlat`` (inverted file, ``nlist`` k-means cells, full float32
-vectors in the lists). A query is compared with the cell centroids, then with every vector in
-the ``nprobe`` nearest cells. The vectors are stored unquantised, so the returned scores are
-the exact inner products of the query with the stored vectors (true cosines), not estimates.
-Removal deletes from the lists (faiss ``remove_ids``), so a removed id is never returned.
-
-On disk (``save``/``load``), a directory holding::
-
-    manifest.json          which base and segments make up the index (replaced by rename)
-    base-<token>/          the lists at the last merge: centroids.npy, offsets.npy, ids.npy,
-                           vectors.npy (rows grouped by cell, offsets (nlist+1,) into them)
-    seg-<token>.npz        one per save since: the ids removed and the (ids, vectors) added
-
-Every file is written under a new name, flushed, then published by renaming a new
-``manifest.json`` over the old one, so a reader (or a crash) sees the old state or the new one,
-never a mix. A save writes only what changed since the last save (one segment) until the
-segments hold more than ``merge_fraction`` of the base rows; then it writes a new base and drops
-the segments, so the cost of an update is proportional to the change, amortised. Only ``.npy``
-and ``.npz`` files read with ``allow_pickle=False`` and a JSON manifest are read back (no faiss
-deserialiser, no pickle): a hostile directory cannot run code, only fail with
-:class:`AnnFormatError`.
+"""Approximate nearest-neighbour search over unit-norm embeddings (faiss IVF, inner product),
+saved without pickles or faiss's own format.
 """
 import json
 import logging
@@ -49,9 +24,7 @@ VERSION = 1
 MANIFEST = 'manifest.json'
 
 # Rows per k-means cell sampled for training. The cells are many (see suggested_nlist), so a
-# modest sample per cell still covers the data: at 1M clustered rows, 4096 cells trained on 64
-# rows each (26% of the rows) reached recall@10 0.985 with 32 cells probed, where 1024 cells on
-# 256 rows each (the same sample) plateaued at 0.956-0.969 with 8-32 probed (docs/index.md).
+# modest sample per cell still covers the data (recall measured in docs/index.md).
 TRAIN_ROWS_PER_CELL = 64
 # k-means needs at least 39 rows per cell (faiss warns below).
 MIN_ROWS_PER_CELL = 40
@@ -70,9 +43,8 @@ def suggested_nlist(n: int) -> int:
 
     Why that many: with ``sqrt(n)`` cells each cell mixes many groups of similar rows, and the
     small groups, owning no centroid, have their rows filed all over the index, so probing more
-    cells barely helps (1M clustered rows: recall@10 0.956 at 8 probes, 0.969 at 32).
-    ``4 * sqrt(n)`` (faiss's own guideline is 4 to 16) gives those groups cells of their own
-    (0.985 at 32 probes, in less query time: the cells are smaller)."""
+    cells barely helps. ``4 * sqrt(n)`` (faiss's own guideline is 4 to 16) gives those groups
+    cells of their own, with higher recall in less query time (docs/index.md)."""
     if n < MIN_ROWS_PER_CELL * 16:
         return 1
     target = 2 ** int(round(math.log2(4 * math.sqrt(n))))
@@ -89,8 +61,8 @@ def _openblas_core_hint() -> Optional[str]:
 
     faiss-cpu's wheel bundles OpenBLAS 0.3.15, which does not know CPUs newer than itself
     (Sapphire Rapids and later): it falls back to its generic SSE3 kernels, and the k-means
-    and row filing of a build run several times slower (docs/index.md: 86 s for 1024 cells on
-    1M rows with the family named, 543 s without on a loaded machine). Naming the newest family the CPU's flags support restores
+    and row filing of a build run several times slower (docs/index.md). Naming the newest
+    family the CPU's flags support restores
     the vector kernels; a CPU OpenBLAS knows gets the same family it would pick itself."""
     try:
         with open('/proc/cpuinfo') as f:
@@ -160,7 +132,18 @@ def _check_ids(ids, n: int) -> np.ndarray:
 
 
 class AnnIndex:
-    """An IVF index of unit-norm float32 vectors with int64 ids; see the module docstring.
+    """An IVF index of unit-norm float32 vectors with int64 ids.
+
+    A faiss ``IndexIVFFlat``: ``nlist`` k-means cells holding the full float32 vectors, so
+    returned scores are exact inner products (true cosines), not estimates. Removal deletes
+    from the lists, so a removed id is never returned.
+
+    :meth:`save` writes a directory of ``manifest.json`` (replaced by rename, the commit
+    point), ``base-<token>/`` (centroids, offsets, ids, vectors as ``.npy``) and one
+    ``seg-<token>.npz`` per save since (removed ids, added ids and vectors); a new base is
+    written once segments exceed ``merge_fraction`` of the base rows. Only ``.npy``/``.npz``
+    read with ``allow_pickle=False`` and the JSON manifest are read back (no pickle, no faiss
+    deserialiser): a hostile directory cannot run code, only raise :class:`AnnFormatError`.
 
     ``nprobe`` trades speed for recall at search time (``search(..., nprobe=)`` overrides it);
     ``merge_fraction`` is the share of base rows the saved segments may reach before a save

@@ -1,19 +1,5 @@
-"""Keeping the approximate index (:mod:`.ann`) of an index folder in step with its rows.
-
-``INDEX_DIR/ann/`` holds an :class:`~.ann.AnnIndex` save whose ``meta`` names the index commit
-it reflects. The store calls two functions (its seams):
-
-* :func:`ann_after_update` (the writer, after an update's last commit): builds ``ann/`` once
-  the index holds the threshold the store passes (:data:`~.store.ANN_THRESHOLD`) live rows; afterwards brings it in step by
-  diffing ids (rows added and removed since) and appending one segment, so an update writes in
-  proportion to its size. A wholesale change (``--rebuild``, another width) builds it anew.
-* :func:`ann_for` (a reader): loads ``ann/`` once per view and, when the view is at a newer
-  commit than the save (a writer killed between its commit and the ANN update, or a view
-  refreshed since), applies the difference in memory. So the approximate path always answers
-  for exactly the committed rows; a removed row is never returned.
-
-The order (rows committed first, ANN second) is what makes a crash harmless: the rows are the
-truth and the ANN is derived from them by id.
+"""Keeping an index folder's approximate index (:mod:`.ann`, in ``INDEX_DIR/ann/``) in step with
+its committed rows.
 """
 import logging
 import time
@@ -54,8 +40,14 @@ def _build(view) -> '_ann.AnnIndex':
 
 
 def ann_after_update(view, threshold: int) -> None:
-    """Bring ``view.directory/ann`` in step with ``view``, the index's last commit (see the
-    module doc); nothing while there is no ``ann/`` and fewer than ``threshold`` live rows."""
+    """Bring ``view.directory/ann`` in step with ``view``, the index's last commit; nothing
+    while there is no ``ann/`` and fewer than ``threshold`` live rows.
+
+    Builds ``ann/`` once there are ``threshold`` live rows; afterwards diffs ids against the
+    save and appends one segment, so an update writes in proportion to its size; a
+    wholesale change (``--rebuild``, another width) builds anew. Rows are committed before
+    this runs: they are the truth, the ANN is derived from them by id, so a crash in
+    between is harmless (:func:`ann_for` catches up)."""
     where = _dir(view.directory)
     t = time.perf_counter()
     live = view.ids()
@@ -86,7 +78,8 @@ def ann_after_update(view, threshold: int) -> None:
 
 def ann_for(view) -> Optional['_ann.AnnIndex']:
     """The approximate index answering for exactly ``view``'s live rows, or None (the caller
-    scans). Cached on the view; caught up in memory when the view is newer than the save."""
+    scans). Cached on the view; caught up in memory when the view is newer than the save (a
+    writer killed between its commit and the ANN update), so a removed row is never returned."""
     cached = getattr(view, '_ann', None)
     stamp = _stamp(view)
     if cached is not None and isinstance(cached, tuple):

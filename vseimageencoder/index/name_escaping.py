@@ -1,21 +1,4 @@
-"""File names as one printable line, losslessly, and back.
-
-A file name on Linux is any bytes but ``/`` and NUL (in a component): newlines, terminal
-escape sequences, bidi overrides and bytes that are not UTF-8 all occur in real collections
-(and in hostile ones). Every on-disk list of files this package writes, and every file name
-it prints, goes through :func:`escape`:
-
-- the name's bytes (``os.fsencode``) are decoded as UTF-8; printable characters stay as they
-  are, so ordinary names (any script, spaces included) read unchanged;
-- a backslash becomes ``\\\\``;
-- every byte of a character that is not printable (control characters such as newline, ESC
-  and the C1 range, format characters such as U+202E, line/paragraph separators) and every
-  byte that is not valid UTF-8 becomes ``\\xNN``.
-
-The result holds no control character, so it fits on one line and a terminal shows it as
-text. :func:`unescape` gives back the exact name (a ``str`` as ``os.fsdecode`` makes it:
-undecodable bytes as surrogate escapes, so ``os.fsencode`` returns the original bytes).
-"""
+"""File names as one printable line, losslessly, and back."""
 import os
 import re
 import unicodedata
@@ -37,7 +20,13 @@ def _visible(ch: str) -> bool:
 
 
 def escape(name: Union[str, bytes, os.PathLike]) -> str:
-    """``name`` as one printable line (see the module docstring); lossless."""
+    """``name`` as one printable line; lossless (:func:`unescape` gives it back).
+
+    The name's bytes (``os.fsencode``) are decoded as UTF-8; printable characters stay, a
+    backslash becomes ``\\\\``, and every byte of a non-printable character (controls,
+    format characters such as U+202E, line/paragraph separators) or of invalid UTF-8 becomes
+    ``\\xNN``. The result holds no control character, so a terminal shows it as text.
+    """
     raw = name if isinstance(name, bytes) else os.fsencode(name)
     out = []
     i, n = 0, len(raw)

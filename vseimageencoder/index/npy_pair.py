@@ -1,16 +1,5 @@
-"""What ``vseimageencoder encode`` writes: ``EMB.npy`` and ``EMB.files.txt``, written and read.
-
-``EMB.npy`` is a plain float32 ``(N, D)`` array (``np.load`` reads it). ``EMB.files.txt``
-names the file of each row: a first line of exactly :data:`HEADER_SIZE` bytes::
-
-    #vseimageencoder-files {"version": 2, "rows": N, "dim": D, "rows_sha256": "...", "provenance": {...}}
-
-then one line per row, each name written with :func:`~vseimageencoder.index.name_escaping.escape`
-(so newlines, control characters and bytes that are not UTF-8 survive, and the file shows
-safely on a terminal). ``rows_sha256`` is the sha256 of the array's row bytes: a file list
-and an array from different runs (two runs writing the same output, a copy of one of them)
-are refused on load, whatever their row counts. File lists without the header (written
-before version 2) are read as plain lines, with only the row count to check.
+"""What ``vseimageencoder encode`` writes, written and read: ``EMB.npy`` and its file list
+``EMB.files.txt``.
 """
 import hashlib
 import json
@@ -71,8 +60,11 @@ class PairWriter:
     ``out``; :meth:`commit` moves both into place, :meth:`abort` removes them. Memory does
     not grow with the number of rows.
 
-    ``provenance`` (checkpoint sha256, arch, embed_size, resize, precision) goes into the
-    file list's header.
+    ``EMB.npy`` is a plain float32 ``(N, D)`` array. ``EMB.files.txt`` starts with a header
+    line of exactly :data:`HEADER_SIZE` bytes, ``#vseimageencoder-files {"version": 2,
+    "rows": N, "dim": D, "rows_sha256": ..., "provenance": {...}}``, then one
+    :func:`~vseimageencoder.index.name_escaping.escape`-d name per row. ``provenance``
+    (checkpoint sha256, arch, embed_size, resize, precision) goes into that header.
     """
 
     def __init__(self, out: PathLike, dim: int, provenance: Optional[dict] = None):
@@ -221,7 +213,9 @@ def _read_files(names: Path):
 def load_pair(path: PathLike, verify: bool = True) -> EmbeddingPair:
     """Open ``path`` (.npy) and its file list; raise :class:`IndexFileError` naming the file
     when either is missing or damaged, the array is not 2-d float or holds no rows, the
-    counts differ, a row is not finite, or (``verify``) the two come from different runs."""
+    counts differ, a row is not finite, or (``verify``) the two come from different runs
+    (``rows_sha256``, the sha256 of the array's row bytes, differs). File lists without the
+    header (before version 2) are read as plain lines, checked by row count only."""
     path = Path(path)
     names = files_path(path)
     if not path.is_file():

@@ -1,10 +1,5 @@
-"""Ranking what ``vseimageencoder encode`` wrote (no jina, no torch).
-
-An index here is the pair the encode command writes: ``NAME.npy``, float32 ``(N, D)`` with
-one embedding per row, and ``NAME.files.txt``, the file each row came from (format in
-:mod:`vseimageencoder.index.npy_pair`). :func:`load_index` reads and checks both; :func:`top_k`
-ranks rows by cosine similarity; :func:`format_hits` prints them safely. The on-disk index
-folder that ``vseimageencoder index`` keeps is :mod:`vseimageencoder.index`.
+"""Ranking the ``.npy`` pair ``vseimageencoder encode`` wrote by cosine similarity (no jina, no
+torch); the on-disk index folder is :mod:`vseimageencoder.index`.
 """
 import os
 from pathlib import Path

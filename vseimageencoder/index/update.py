@@ -1,10 +1,4 @@
-"""Bringing an index up to date with the image files under some paths (``vseimageencoder index``).
-
-Only what changed is embedded: a file is compared by size and modification time (never
-read when both match), new and changed files are embedded batch by batch with a commit
-after each batch, and files indexed under one of the given paths that are gone are
-removed. A run that is killed leaves every committed batch; the next run embeds the rest.
-"""
+"""Bringing an index up to date with the image files under some paths (``vseimageencoder index``)."""
 import logging
 import os
 import stat
@@ -100,6 +94,10 @@ def update_index(directory: PathLike, paths: Sequence[PathLike] = (), model_path
                  fuse: Optional[bool] = None) -> Counts:
     """Create the index in ``directory`` or bring it up to date with the image files under
     ``paths`` (what ``vseimageencoder index DIR PATH...`` does); returns the :class:`Counts`.
+
+    Only what changed is embedded: a file whose size and mtime match is never read; new and
+    changed files are embedded with a commit after each batch (a killed run keeps every
+    committed batch); indexed files under ``paths`` that are gone are removed.
 
     ``model_path``, ``precision`` and ``resize`` default to what the index records (for a
     new index: ``'pretrained'``, ``'fp32'``, the package's default resize). A checkpoint
@@ -295,7 +293,7 @@ def _import_npy(w: Writer, npy: Path, model_path, precision, resize, rebuild, co
                                 remedy='give the --model-path it was encoded with')
     if not w.exists or rebuild:
         # The checkpoint's options are read only to start an index: an existing one records
-        # them, and adding to it needs no torch (3 s of a 1,000-row import into 1M rows).
+        # them, and adding to it needs no torch.
         from vseimageencoder.release.checkpoint import read_options, read_verified_checkpoint
         options = read_options(read_verified_checkpoint(checkpoint), checkpoint)
         provenance.check_width(npy, pair.dim, checkpoint, options.embed_size)
