@@ -1,8 +1,5 @@
-"""VSE++ training and evaluation: data sets (Karpathy JSON, precomputed features), the loss,
-vocabulary building, the training loop and the retrieval protocol.
-
-``contrastive_loss`` and ``train`` need torch and are imported on first use, so the
-torch-free parts (:mod:`.data`, :mod:`.metrics`) can be used without it.
+"""VSE++ training and evaluation: data sets, the loss, vocabulary building, the training loop
+and the retrieval protocol (torch is imported only by ``contrastive_loss`` and ``train``).
 """
 
 __all__ = ['contrastive_loss', 'train', 'default_options', 'evaluate_embeddings', 'build_vocabulary']

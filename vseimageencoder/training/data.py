@@ -1,16 +1,5 @@
-"""The two data forms VSE++ trains and evaluates on (no torch).
-
-* Karpathy-split JSON (``dataset_coco.json``, ``dataset_flickr30k.json``, ...): ``images[]``
-  each with ``filename``, optional ``filepath`` (a folder under the image root), ``split``
-  and ``sentences[].raw``; images are read from ``ROOT/[filepath/]filename``.
-* Precomputed features (VSE++'s ``*_precomp`` folders): ``{split}_ims.npy``, one float row per
-  image, and ``{split}_caps.txt``, five lines per image in image order. A file with one row
-  per caption (as some of VSE++'s were written) is read as every fifth row.
-
-Every image keeps exactly its first five captions (COCO has a few with six or seven); one
-with fewer is an error naming it. The Karpathy JSON calls the validation split ``val``
-where VSE++'s precomputed files say ``dev``: asked for ``dev``, a JSON without a ``dev``
-split gives its ``val`` images.
+"""The two data forms VSE++ trains and evaluates on, Karpathy-split JSON and precomputed
+features, read as :class:`CaptionedSplit` (no torch).
 """
 import json
 import os
@@ -33,7 +22,8 @@ class CaptionedSplit:
     """One split: ``N`` images and their ``5N`` captions (``5i .. 5i+4`` describe image ``i``).
 
     Exactly one of ``paths`` (image files) and ``features`` (float32 ``(N, img_dim)``) is set.
-    ``names`` identify the images in messages.
+    ``names`` identify the images in messages. Every image keeps exactly its first five
+    captions (COCO has a few with six or seven); one with fewer is a :class:`DataError`.
     """
 
     name: str
@@ -98,7 +88,13 @@ def read_karpathy(json_path: PathLike) -> list:
 
 def karpathy_split(json_path: PathLike, images_root: PathLike, split: str,
                    images: Optional[list] = None) -> CaptionedSplit:
-    """The images of one split of a Karpathy JSON, with their first five captions."""
+    """The images of one split of a Karpathy JSON, with their first five captions.
+
+    The JSON (``dataset_coco.json``, ...) lists ``images[]`` with ``filename``, optional
+    ``filepath``, ``split`` and ``sentences[].raw``; images are read from
+    ``ROOT/[filepath/]filename``. Asked for ``dev`` (VSE++'s name), a JSON without a ``dev``
+    split gives its ``val`` images.
+    """
     json_path, root = Path(json_path), Path(images_root)
     images = read_karpathy(json_path) if images is None else images
     splits_seen = sorted({str(im.get('split')) for im in images if isinstance(im, dict)})
@@ -133,7 +129,11 @@ def karpathy_split(json_path: PathLike, images_root: PathLike, split: str,
 # --------------------------------------------------------------------------- precomputed
 
 def precomp_split(folder: PathLike, split: str) -> CaptionedSplit:
-    """``{split}_ims.npy`` and ``{split}_caps.txt`` of a precomputed-feature folder."""
+    """``{split}_ims.npy`` and ``{split}_caps.txt`` of a precomputed-feature folder.
+
+    One float row per image and five caption lines per image, in image order; a feature file
+    with one row per caption (as some of VSE++'s were written) is read as every fifth row.
+    """
     folder = Path(folder)
     ims_path, caps_path = folder / ('%s_ims.npy' % split), folder / ('%s_caps.txt' % split)
     for p in (ims_path, caps_path):

@@ -1,9 +1,5 @@
-"""Encoding a split with the package's encoders and scoring it by VSE++'s protocol.
-
-The same paths users get: images go through ``encode``'s batch embedding (the evaluation
-transform and the tower in lanes, :mod:`vseimageencoder.pipeline.embed_files`);
-captions through the vocabulary's tokenisation and the text tower. The ranking is
-:mod:`.metrics`.
+"""Encoding a split through the same paths users get (``encode``'s batch embedding, the
+vocabulary and the text tower) and scoring it by VSE++'s protocol (:mod:`.metrics`).
 """
 import logging
 import time

@@ -1,19 +1,5 @@
-"""VSE++ training: towers, optimiser, schedule, validation and release-layout checkpoints.
-
-:func:`train` takes the options of ``vseimageencoder train`` (an ``argparse.Namespace``; see
-:func:`default_options` for every field) and writes into ``out``:
-
-* ``checkpoint.pth.tar`` after every epoch (and on Ctrl-C): the release layout
-  (``epoch``, ``model`` = [image state dict, text state dict], ``best_rsum``, ``opt``,
-  ``Eiters``) plus ``optimizer`` and ``position`` (the next epoch and batch), which
-  ``--resume`` continues from;
-* ``model_best.pth.tar`` whenever validation rsum improves, in the release layout only;
-* ``<data_name>_vocab.pkl``, the vocabulary, where the loaders look for it.
-
-Image state dict keys are written as the releases wrote them (ResNet under
-``cnn.module.``, VGG convolutions under ``cnn.features.module.``), so VSE++'s own code and
-every front end here load the files as released ones. Files are written to a temporary
-name and renamed: an interrupted save leaves the previous file whole.
+"""VSE++ training (:func:`train`): towers, optimiser, schedule, validation and checkpoints in
+the release layout.
 """
 import argparse
 import logging
@@ -595,6 +581,13 @@ class Trainer:
 
 def train(o: argparse.Namespace) -> dict:
     """Run VSE++ training with options ``o`` (see :func:`default_options`).
+
+    Writes into ``o.out``: ``checkpoint.pth.tar`` after every epoch and on Ctrl-C (the
+    release layout plus ``optimizer`` and ``position``, for ``--resume``);
+    ``model_best.pth.tar`` whenever validation rsum improves (release layout only, image keys
+    prefixed as the releases did, so VSE++'s code loads it); ``<data_name>_vocab.pkl``.
+    Each file is written to a temporary name and renamed, so an interrupted save leaves
+    the previous file whole.
 
     :return: ``{'best_rsum', 'iterations', 'history' (validation results), 'losses'
         ((iteration, loss per pair)), 'out', 'vocab', 'data_name'}``.

@@ -1,20 +1,4 @@
-"""VSE++'s retrieval protocol on embeddings: ranks, R@K, medr, meanr, rsum, 5-fold (numpy only).
-
-Layout: ``images`` is ``(N, D)``, ``captions`` is ``(5N, D)`` with captions ``5i .. 5i+4``
-describing image ``i``; both L2-normalised, so a score is a dot product (a cosine).
-
-Ranks are 0-based. Image to text: the position of the best-placed of the image's five
-captions among all ``5N`` captions; text to image: the position of the caption's image among
-all ``N`` images. **Ties** are broken against the query, deterministically: a wrong candidate
-whose score equals the true one's is placed before it. So a rank is the number of wrong
-candidates scoring at least as high as the (best) true one, and a model that gives every
-pair the same score ranks last, not first. Without ties (the usual case with float scores)
-this is the position any sort gives.
-
-Scores are float32 dot products computed a block of images at a time (``chunk_bytes`` of
-scores per block), once for both directions, and ranks are counts, not sorts: one
-``N x 5N`` product in all, and bounded memory.
-"""
+"""VSE++'s retrieval protocol on embeddings: ranks, R@K, medr, meanr, rsum, 5-fold (numpy only)."""
 import math
 from typing import Dict, Optional, Tuple
 
@@ -47,8 +31,8 @@ def _rows_per_block(width: int, chunk_bytes: int) -> int:
 
 
 def _matmul_t(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """float32 ``a @ b.T``. torch's GEMM when torch is there (several times faster than
-    numpy's bundled BLAS on the machines measured), else numpy's."""
+    """float32 ``a @ b.T``: torch's GEMM when torch is there (faster than numpy's bundled
+    BLAS), else numpy's."""
     try:
         import torch
     except ImportError:  # the protocol needs no model; numpy alone will do
@@ -59,6 +43,12 @@ def _matmul_t(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def retrieval_ranks(images: np.ndarray, captions: np.ndarray,
                     chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Tuple[np.ndarray, np.ndarray]:
     """int64 ``(N,)`` image-to-text and ``(5N,)`` text-to-image 0-based ranks, in one pass.
+
+    ``images`` ``(N, D)`` and ``captions`` ``(5N, D)`` (captions ``5i .. 5i+4`` describe image
+    ``i``), L2-normalised. Image to text: the rank of the best-placed of its five captions;
+    text to image: the rank of the caption's image. Ties are broken against the query: a
+    rank is the number of wrong candidates scoring at least as high as the true one, so a
+    model giving every pair the same score ranks last, not first.
 
     Each block of images is scored against every caption once; the block gives its images'
     i2t ranks and adds its images' votes to every caption's t2i count. A caption's own score
