@@ -1,14 +1,5 @@
-"""``vseimageencoder serve``: a search page and a JSON API over an index.
-
-- :mod:`.service`: :class:`SearchService`, the towers and the index answering captions,
-  photos and ids (plain Python); the request checks (caption, ``k``, ids).
-- :mod:`.batcher`: the one worker thread that runs the towers, in batches.
-- :mod:`.uploads`: an uploaded photo checked from its header, then transformed.
-- :mod:`.thumbnails`: renditions of indexed photos, made on demand and cached.
-- :mod:`.app`: the Starlette app (page, assets, API, JSON errors); ``static/`` holds the
-  page, its script and style, served from the package.
-
-Importing this package imports neither torch nor the web stack.
+"""``vseimageencoder serve``: a search page and a JSON API over an index. Importing this package
+imports neither torch nor the web stack.
 """
 from vseimageencoder.serve.errors import BadRequest, NotFound, RequestError, TooLarge, Unavailable
 from vseimageencoder.serve.service import DEFAULT_K, MAX_CAPTION_CHARS, MAX_K, Hit, SearchService

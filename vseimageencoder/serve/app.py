@@ -1,13 +1,4 @@
-"""The web app: the page, its assets and the JSON API over a :class:`SearchService`.
-
-Starlette (the ASGI toolkit FastAPI is built on) and uvicorn: no request models to
-declare, every parameter is checked by the service's own functions so each error names
-its fault, and nothing here renders docs pages that would load scripts from a CDN.
-
-Every response to a bad request is JSON ``{"error": MESSAGE, "status": CODE}``. Files are
-reached only by id through the index; the page and its assets are a fixed table read from
-the package, so no request path ever becomes a file path.
-"""
+"""The web app (Starlette): the page, its assets and the JSON API over a :class:`SearchService`."""
 import asyncio
 import logging
 from importlib import resources
@@ -50,9 +41,16 @@ def create_app(service: SearchService, max_upload_bytes: int = DEFAULT_MAX_UPLOA
                cache_bytes: int = DEFAULT_CACHE_BYTES):
     """A Starlette app serving ``service``.
 
+    Every parameter is checked by the service's own functions, so each error names its
+    fault; every response to a bad request is JSON ``{"error": MESSAGE, "status": CODE}``.
+    Files are reached only by id through the index and the page's assets are a fixed table
+    read from the package, so no request path ever becomes a file path; no docs pages that
+    would load scripts from a CDN are served.
+
     :param max_upload_bytes: largest photo accepted by ``POST /api/search`` (413 above).
     :param max_pixels: most pixels an uploaded photo may declare (413 above, nothing decoded;
-        None: the package's reading limit, ``preprocess.MAX_IMAGE_PIXELS``).
+        None: the package's reading limit,
+        :data:`vseimageencoder.images.read.MAX_IMAGE_PIXELS`).
     :param max_k: most results one query may ask for (400 above).
     :param cache_bytes: memory for thumbnails and larger views.
     """

@@ -1,12 +1,4 @@
-"""One worker thread that runs the towers and the index for every request, in batches.
-
-Requests arrive on many threads at once. Running the towers on each of them would make
-torch's intra-op threads fight over the cores; queuing them to one worker that takes
-everything waiting at once turns 32 concurrent captions into one text-tower pass and one
-matrix product against the index, which is how a memory-bound scan of a large index is
-read once instead of 32 times. Nothing is delayed to wait for company: a lone request is
-handled as soon as the worker is free.
-"""
+"""One worker thread that runs the towers and the index for every request, in batches."""
 import logging
 import queue
 import threading
@@ -22,6 +14,11 @@ _STOP = object()
 
 class Batcher:
     """Hand items to ``run_batch`` on a single worker thread, many at a time.
+
+    Running the towers on every request thread would make torch's intra-op threads fight
+    over the cores; one worker taking everything waiting turns concurrent queries into one
+    tower pass and one scan of the index. Nothing waits for company: a lone item runs as
+    soon as the worker is free.
 
     :param run_batch: called with a list of items (at most ``max_batch``, in arrival
         order); returns one result per item, in order. An item's result may be an

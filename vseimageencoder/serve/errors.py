@@ -1,12 +1,10 @@
-"""The faults a request can have, each with the HTTP status it is answered with.
-
-The web layer turns every :class:`RequestError` into a JSON ``{"error": message}`` of that
-status; the message names the fault and the value at fault, never a path on the server.
-"""
+"""The faults a request can have, each with the HTTP status it is answered with."""
 
 
 class RequestError(Exception):
-    """A request the server refuses; ``status`` is the HTTP status (4xx)."""
+    """A request the server refuses; ``status`` is the HTTP status (4xx). The web layer
+    answers it as JSON ``{"error": message}``; the message names the fault and the value at
+    fault, never a path on the server."""
 
     status = 400
 

@@ -1,10 +1,5 @@
-"""Search over an index by caption, by photo or by an indexed image: the logic the web
-app serves, in plain Python (no web framework).
-
-:class:`SearchService` loads the two towers of one checkpoint once, opens the index built
-with it, and answers queries through one worker thread (:mod:`.batcher`). Answers are the
-``search`` command's: the same query vector (the text tower on the caption alone) against
-the same index call, so the same files with the same scores.
+"""Search over an index by caption, by photo or by an indexed image: the logic the web app
+serves, in plain Python (no web framework).
 """
 import logging
 import threading
@@ -80,6 +75,10 @@ class Hit:
 class SearchService:
     """The towers and the index behind ``vseimageencoder serve``.
 
+    Loads both towers of one checkpoint once and answers through one worker thread
+    (:mod:`.batcher`) with the ``search`` command's answers: the same query vector against
+    the same index call, so the same files with the same scores.
+
     :param index_dir: an index folder (``vseimageencoder index``).
     :param model_path: the checkpoint the index was built with (file or folder); None: the
         one the index records, if it is still there, else ``pretrained`` (as ``search`` does).
@@ -91,7 +90,7 @@ class SearchService:
         0 never looks.
     :param max_batch: the most queries answered in one pass of a tower and the index.
     :param fuse: compile the image tower's backbone with oneDNN Graph fusion for one photo a
-        pass (:meth:`~vseimageencoder.model.inference.InferenceTower.fuse`; a second or two at
+        pass (:meth:`~vseimageencoder.model.inference.InferenceTower.fuse`; costs time at
         start, CPU only), the size of a lone query's batch; passes of several photos (queries
         that arrived together) run the same weights unfused. None (the default): when the
         image tower runs ``bf16`` or ``fp16``. Results are the same either way, within

@@ -1,10 +1,4 @@
-"""Smaller JPEG renditions of indexed photos, made when first asked for and kept in memory.
-
-Renditions are keyed by the row's id and file: ids are stable and never reused, and a file
-that changes is re-embedded under a new id, so a cached rendition never goes stale (the file
-in the key covers an index deleted and made again under the server). The cache is bounded by
-bytes, least recently used first out.
-"""
+"""Smaller JPEG renditions of indexed photos, made when first asked for and kept in memory."""
 import io
 import logging
 import threading
@@ -43,6 +37,10 @@ def render_jpeg(path: Path, size: int, quality: int = 85) -> bytes:
 
 class RenditionCache:
     """``get(image_id, size)``: JPEG bytes of the indexed photo ``image_id``, made once.
+
+    Keyed by the row's id and file: ids are never reused and a changed file is re-embedded
+    under a new id, so a rendition never goes stale (the file in the key covers an index
+    deleted and made again under the server). Bounded by bytes, least recently used out.
 
     :param locate: id -> file (raising NotFound for ids not in the index).
     :param max_bytes: the most bytes of JPEG kept.

@@ -1,11 +1,5 @@
-"""Checking an uploaded photo before any pixel of it is decoded, then transforming it.
-
-The size limit is enforced by the web layer while the body arrives (nothing over it is
-buffered); here the bytes are identified from their header alone, among the formats the
-package reads (:data:`vseimageencoder.images.formats.ALLOWED_FORMATS`), their declared size is
-held against the pixel limit (a few hundred KB of PNG can declare 20,000 x 20,000 pixels,
-400 MB once decoded), and only then are they decoded, by the package's own reading
-(:mod:`vseimageencoder.images.read`, with its own checks), exactly as indexed files are.
+"""Checking an uploaded photo from its header before any pixel is decoded, then transforming it
+as indexed files are.
 """
 import io
 from typing import Optional
@@ -56,6 +50,12 @@ def _reason(e: Exception) -> str:
 
 def upload_pixels(data: bytes, resize: str, max_pixels: Optional[int] = None) -> np.ndarray:
     """The VSE++ evaluation transform of an uploaded photo, as indexed files get it.
+
+    The web layer enforces the byte limit while the body arrives. Here the format is
+    identified from the header alone (:data:`vseimageencoder.images.formats.ALLOWED_FORMATS`)
+    and the declared size held against the pixel limit before anything is decoded: a small
+    PNG can declare 20,000 x 20,000 pixels. Decoding then goes through
+    :mod:`vseimageencoder.images.read` with its own checks.
 
     :param data: the uploaded bytes (already within the byte limit).
     :param resize: the transform the index was built with (``'fast'`` or ``'exact'``).
