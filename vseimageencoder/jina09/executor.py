@@ -1,9 +1,5 @@
-"""The jina 0.9.33 front end: :class:`VSEImageEncoder` and :class:`VSETextEncoder`, thin
-executors around the jina-free encoders of :mod:`vseimageencoder.encoders`.
-
-Importing this module registers both YAML tags (``!VSEImageEncoder``, ``!VSETextEncoder``)
-over the executors of the same names that jina 0.9.33 bundles; ``import vseimageencoder``
-does so when jina 0.9 is installed. Torch is imported when an executor is built, not here.
+"""The jina 0.9.33 executors :class:`VSEImageEncoder` and :class:`VSETextEncoder`, thin layers
+over :mod:`vseimageencoder.encoders`; importing this module registers their YAML tags.
 """
 import sys
 import threading
@@ -104,8 +100,8 @@ class VSEImageEncoder(_VSEExecutor):
         antialiased bilinear resize, within one grey level of PIL's) or ``exact`` (the
         faithful PIL transform, image by image on parallel threads).
     :param fuse: with metas ``batch_size`` set, compile a CPU tower with oneDNN Graph fusion
-        for batches of that size when the pod starts (a few seconds; ResNet-152 in bf16 then
-        runs 1.6-2.1x as fast at batch 8-32 on an AMX machine); other batch sizes run unfused
+        for batches of that size when the pod starts (costs seconds once, then runs faster,
+        docs/speed.md); other batch sizes run unfused
         with the same results. None (default): when ``precision`` resolves to ``bf16`` or
         ``fp16``; True: fp32 too; False: never.
 

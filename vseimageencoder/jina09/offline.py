@@ -1,8 +1,5 @@
-"""The guard in front of the jina 0.9.33 front end (:mod:`vseimageencoder.jina09.executor`).
-
-jina 0.9.33 installs on Python 3.8/3.9 only, and jina 3 uses the same import name, so where
-it is missing (or jina 3 is installed instead) the bare ImportError jina would give says
-nothing useful. This one names what to install, on which Python, and the alternatives.
+"""The guard in front of the jina 0.9.33 front end (an ImportError that says what to install),
+and the switch that keeps jina 0.9.33 from calling out to public services.
 """
 import sys
 

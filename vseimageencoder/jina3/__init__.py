@@ -1,14 +1,5 @@
-"""The jina 3 front end: VSE++ image and text encoders as jina 3 Executors (docarray v2).
-
-    from vseimageencoder.jina3 import VSEImageEncoder, VSETextEncoder, ImageDoc, TextDoc
-
-``ImageDoc`` and ``TextDoc`` share one schema (:class:`CrossModalDoc`), so both Executors
-chain on ``/encode`` in one Flow and a request may mix images and captions.
-
-Both are thin layers over the jina-free core (:mod:`vseimageencoder.encoders`), the same one
-the jina 0.9.33 executors wrap. jina 3 and jina 0.9.33 share the import name ``jina``, so
-this module lives in its own environment: Python 3.10+, ``scripts/setup.sh --jina3``.
-YAML configs for ``jina executor --uses``: ``image.yml`` and ``text.yml`` in this folder.
+"""The jina 3 front end (docarray v2): VSE++ image and text encoders, an index searcher and its
+shard merger as jina 3 Executors. Needs its own environment (``scripts/setup.sh --jina3``).
 """
 import sys
 

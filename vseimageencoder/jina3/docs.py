@@ -1,13 +1,4 @@
-"""The documents the jina 3 Executors take and fill (docarray v2).
-
-One schema for both towers: :class:`CrossModalDoc` carries an image (``tensor``, ``blob`` or
-``url``) or a caption (``text``), and ``embedding``. ``ImageDoc`` and ``TextDoc`` are that
-same schema under the names each Executor declares. jina 3 lets Executors share an endpoint
-in one Flow only when one's output schema has the same fields as the next one's input, so
-with one schema ``VSEImageEncoder`` and ``VSETextEncoder`` chain on ``/encode`` in either
-order, and a request may mix images and captions: the image encoder embeds the documents
-that hold an image, the text encoder those that hold only a caption (:func:`has_image`).
-"""
+"""The documents the jina 3 Executors take and fill (docarray v2): one schema for both towers."""
 from typing import Optional
 
 from docarray import BaseDoc
@@ -16,6 +7,11 @@ from docarray.typing import NdArray
 
 class CrossModalDoc(BaseDoc):
     """An image or a caption in, its VSE++ embedding out (both towers share one space).
+
+    ``ImageDoc`` and ``TextDoc`` are this schema under the names each Executor declares:
+    jina 3 chains Executors on one endpoint only when their schemas have the same fields, so
+    with one schema both encoders chain on ``/encode`` and a request may mix images and
+    captions (:func:`has_image` decides which encoder a document is for).
 
     Image, for ``VSEImageEncoder`` (the first one set wins):
 

@@ -1,17 +1,4 @@
-"""``VSEImageEncoder`` and ``VSETextEncoder``: jina 3 Executors over the jina-free core.
-
-Each loads its tower once (:class:`~vseimageencoder.encoders.ImageEncoder` /
-``TextEncoder``), serves ``/encode`` and the default endpoint, and fills ``embedding`` on
-every document of a request that is its own (the image encoder: documents with an image;
-the text encoder: documents with only a caption, see :mod:`.docs`), or on none: all its
-documents are read and checked first, and a bad one fails the request with an error naming
-it (its position and id) and the fault. Documents of the other tower pass through untouched,
-which is what lets both encoders sit one after the other in a Flow, in either order.
-
-What a client gets back for a failed request is :class:`RequestError`'s message: the fault
-and the document (position and id), no traceback, no server path, no object address; the
-server's log keeps the full traceback.
-"""
+"""``VSEImageEncoder`` and ``VSETextEncoder``: jina 3 Executors over the jina-free core."""
 import io
 import re
 from contextlib import contextmanager
@@ -131,8 +118,8 @@ class VSEImageEncoder(Executor):
     :param resize: how images get the VSE++ transform: ``'fast'`` (reduced JPEG decode of
         files, only the crop box resized) or ``'exact'`` (the faithful full decode and resize).
     :param fuse: compile a CPU tower with oneDNN Graph fusion for passes of ``batch_size``
-        images when the Executor starts (a few seconds; ResNet-152 in bf16 then runs 1.6-2.1x
-        as fast at batch 8-32 on an AMX machine, docs/speed.md); other pass sizes run
+        images when the Executor starts (costs seconds once, then runs faster, docs/speed.md);
+        other pass sizes run
         unfused with the same results. None (default): when ``precision`` resolves to
         ``bf16`` or ``fp16``; True: fp32 too; False: never.
     """
@@ -172,7 +159,13 @@ class VSEImageEncoder(Executor):
                **kwargs) -> DocList[ImageDoc]:
         """Fill ``embedding`` (float32 ``(embed_size,)``) on every document with an image;
         documents with only ``text`` are left to ``VSETextEncoder``; one with neither is an
-        error (:class:`RequestError`, as is any refused source: see the class docstring)."""
+        error (:class:`RequestError`, as is any refused source: see the class docstring).
+
+        All of a request's own documents are read and checked first: a bad one fails the
+        request, and the client gets only :class:`RequestError`'s message (the fault, the
+        document's position and id; no traceback, server path or object address; the server
+        log keeps the traceback). Other documents pass untouched, so both encoders chain in a
+        Flow in either order."""
         with _client_errors(self.logger):
             return self._encode(docs, parameters)
 

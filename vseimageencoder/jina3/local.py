@@ -1,13 +1,5 @@
-"""Keep a jina 3 process from reaching beyond this machine, and let HTTP Deployments exit.
-
-jina 3 sends telemetry, looks up its public IP at every Deployment/Flow start
-(api.ipify.org, ident.me, checkip.amazonaws.com) and, when it writes Kubernetes or
-docker-compose manifests, asks Docker Hub and its hub API for image tags. Call
-:func:`keep_jina_local` before jina is imported (for the environment variables, which child
-processes inherit) in the process that starts Deployments/Flows or exports manifests.
-
-It also installs :func:`fix_http_shutdown`: without it a jina 3.34 ``Deployment(protocol='http')``
-never leaves its ``with`` block (see :mod:`vseimageencoder._jina3_fixes` for why).
+"""Keeping a jina 3 process from reaching beyond this machine (telemetry, public-IP lookups,
+hub queries), and letting HTTP Deployments exit.
 """
 import os
 
@@ -16,6 +8,11 @@ GATEWAY_IMAGE = 'jinaai/jina:3.34.0-py311-standard'
 
 
 def keep_jina_local(gateway_image: str = GATEWAY_IMAGE) -> None:
+    """Switch off jina 3's telemetry, its public-IP lookup at every Deployment/Flow start and
+    its Docker Hub / hub API queries when writing Kubernetes or docker-compose manifests, and
+    install :func:`fix_http_shutdown`. Call it before jina is imported (child processes
+    inherit the environment variables), in the process that starts Deployments/Flows or
+    exports manifests."""
     os.environ.setdefault('JINA_OPTOUT_TELEMETRY', '1')
     os.environ.setdefault('JINA_HIDE_SURVEY', '1')
     os.environ.setdefault('JINA_GATEWAY_IMAGE', gateway_image)
@@ -40,7 +37,8 @@ def keep_jina_local(gateway_image: str = GATEWAY_IMAGE) -> None:
 
 def fix_http_shutdown() -> None:
     """Make ``Deployment(protocol='http')`` (and its ``with`` block) end promptly: the HTTP
-    load balancer of jina 3.34 otherwise never stops, the Deployment waits 60 s
+    load balancer of jina 3.34 otherwise never stops (:mod:`vseimageencoder._jina3_fixes`
+    says why), the Deployment waits 60 s
     (``timeout_ctrl``) and then for ever, and the balancer keeps its port.
 
     Patches the balancer in this process (pods started by ``fork`` inherit it) and jina's

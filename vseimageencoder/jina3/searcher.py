@@ -1,22 +1,5 @@
-"""``VSESearcher``: a jina 3 Executor over the on-disk index (:mod:`vseimageencoder.index`).
-
-``/index`` adds documents (their ``url`` and ``embedding``, as ``VSEImageEncoder`` and
-``VSETextEncoder`` leave them) to an index folder, one commit per request (the same store as
-``vseimageencoder index``: killed at any moment, the folder holds every committed request and
-nothing half-written). ``/search`` fills each document's ``matches`` with the ``k`` best rows
-(``url`` = the indexed document's ``url``, ``score`` = cosine), best first. A document embedded
-by either encoder can be indexed or searched: both towers share one space.
-
-Sharding: with ``shards=N`` every shard gets its own folder (``index_dir/shard-<id>``, or its
-jina workspace), jina sends each ``/index`` request to one shard (its default polling, ANY)
-and each ``/search`` to all (ALL). jina's reduce of the shards' answers concatenates the
-``matches`` lists unsorted, so a sharded Deployment takes ``uses_after=`` :class:`VSEMatchMerger`
-(``merger.yml``), which merges them by score and keeps the best ``k``: the same top ``k`` as
-one shard holding every row.
-
-Replicas of one shard share its folder: a replica serving ``/index`` takes the folder's lock
-(waiting up to ``lock_timeout`` seconds for another); readers see each commit at their next
-request.
+"""``VSESearcher``: a jina 3 Executor over the on-disk index (:mod:`vseimageencoder.index`), and
+``VSEMatchMerger`` for sharded Deployments.
 """
 import os
 import time
@@ -85,7 +68,19 @@ def _embeddings(docs, dim: Optional[int]) -> np.ndarray:
 
 
 class VSESearcher(Executor):
-    """Index and search VSE++ embeddings (see the module docstring).
+    """Index and search VSE++ embeddings.
+
+    ``/index`` adds documents (``url`` and ``embedding``, as the encoders leave them) in one
+    commit per request (the store of ``vseimageencoder index``: a kill leaves every committed
+    request and nothing half-written). ``/search`` fills ``matches`` with the ``k`` best rows
+    (``url``, cosine ``score``), best first.
+
+    Sharding: with ``shards=N`` each shard has its own folder; jina sends each ``/index`` to
+    one shard and each ``/search`` to all, and concatenates the shards' matches unsorted, so
+    a sharded Deployment takes ``uses_after=`` :class:`VSEMatchMerger` (``merger.yml``) to
+    get the same top ``k`` as one shard. Replicas of a shard share its folder: an ``/index``
+    replica takes the folder's lock (up to ``lock_timeout`` s); readers see each commit at
+    their next request.
 
     :param index_dir: the index folder; with shards, ``index_dir/shard-<shard id>``. Default:
         ``index`` in the Executor's workspace (jina gives each shard its own).
