@@ -1,27 +1,18 @@
-"""A fix for jina 3.34 that must reach processes jina spawns, kept out of
-:mod:`vseimageencoder.jina3` so that importing it costs no torch and no Executors.
-
-**HTTP Deployments never exit.** A Deployment with ``protocol='http'`` puts an aiohttp load
-balancer (``LoadBalancingServer``) in front of its replicas. Its ``run_server`` awaits
-aiohttp's ``_run_app``, which serves until it is cancelled (it sleeps in one-hour steps), and
-its ``shutdown`` only sets a flag and closes the connections to the replicas: nothing
-cancels ``_run_app``. On SIGTERM jina's runtime runs ``shutdown`` and then waits for
-``run_server`` to return, for ever; the pod process never sets its shutdown event, the
-Deployment reports "Shutdown signal was not received for 60 seconds" (``timeout_ctrl``) and
-then blocks in ``join``, and the process keeps its port. The gRPC and FastAPI servers
-return from ``run_server`` when shut down, which is why only HTTP Deployments hang.
-
-:func:`fix_http_load_balancer` makes ``run_server`` a task that ``shutdown`` cancels (aiohttp
-then closes its sockets in ``_run_app``'s own clean-up). :func:`run_pod` is jina's pod entry
-point with the fix applied first, for pods started with the ``spawn`` method (fresh
-interpreters that do not inherit a patched class); :mod:`vseimageencoder.jina3.local`
-installs both.
+"""A fix for jina 3.34's HTTP Deployments, which never exit, kept out of
+:mod:`vseimageencoder.jina3` so that the processes jina spawns can import it cheaply.
 """
 import asyncio
 
 
 def fix_http_load_balancer() -> None:
-    """Make jina 3's HTTP load balancer stop serving when it is shut down (idempotent)."""
+    """Make jina 3's HTTP load balancer stop serving when it is shut down (idempotent).
+
+    jina 3.34's ``LoadBalancingServer.run_server`` awaits aiohttp's ``_run_app``, which serves
+    until cancelled, and its ``shutdown`` cancels nothing: on SIGTERM jina waits for
+    ``run_server`` for ever, the Deployment blocks in ``join`` and keeps its port (gRPC and
+    FastAPI servers return, so only HTTP hangs). Here ``run_server`` becomes a task that
+    ``shutdown`` cancels; aiohttp then closes its sockets in ``_run_app``'s clean-up.
+    """
     from jina.serve.runtimes.servers.load_balancer import LoadBalancingServer
 
     if getattr(LoadBalancingServer, '_vse_stops_on_shutdown', False):
@@ -55,7 +46,8 @@ def fix_http_load_balancer() -> None:
 
 def run_pod(*args, **kwargs):
     """jina's pod process entry point (``jina.serve.executors.run.run``), with
-    :func:`fix_http_load_balancer` applied first in the pod's own process."""
+    :func:`fix_http_load_balancer` applied first in the pod's own process (pods started with
+    ``spawn`` are fresh interpreters that do not inherit the patched class)."""
     fix_http_load_balancer()
     from jina.serve.executors.run import run
     return run(*args, **kwargs)

@@ -1,9 +1,5 @@
-"""The jina-free encoders every front end wraps: :class:`ImageEncoder` (and the text one).
-
-Each loads its tower once from a released VSE++ checkpoint, prepares it for inference on
-one device, validates input and returns float32 numpy embeddings. The jina 0.9.33
-executors (:mod:`vseimageencoder.jina09.executor`) and the jina 3 Executors are thin layers over
-these classes; the command line uses them directly.
+"""The jina-free encoders every front end wraps, :class:`ImageEncoder` and :class:`TextEncoder`:
+a released checkpoint's tower loaded once, checked input in, float32 numpy embeddings out.
 """
 import logging
 import os
@@ -76,7 +72,7 @@ class ImageEncoder:
 
     def fuse(self, batch_size: int, fuse: Optional[bool] = None) -> bool:
         """Compile the backbone with oneDNN Graph fusion for forward passes of ``batch_size``
-        images (:meth:`~vseimageencoder.model.inference.InferenceTower.fuse`: a few seconds once,
+        images (:meth:`~vseimageencoder.model.inference.InferenceTower.fuse`: costs time once,
         CPU only; passes of other sizes still run, unfused, with the same results).
 
         :param fuse: None: only when the tower runs ``bf16`` or ``fp16`` (fp32 gains less and
