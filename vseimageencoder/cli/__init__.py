@@ -1,8 +1,5 @@
-"""The command line: ``vseimageencoder COMMAND`` (also ``python -m vseimageencoder``).
-
-One module per command, each with ``add_parser(subparsers)`` and ``run(args) -> exit status``;
-this module only wires them. Commands import what they need when they run, so ``--help``
-and ``download`` never import torch.
+"""The command line, ``vseimageencoder COMMAND``: one module per command (``add_parser`` and
+``run``), wired here; commands import what they need when they run.
 """
 import argparse
 import importlib

@@ -1,9 +1,5 @@
-"""``vseimageencoder encode PATH...``: image files in, a .npy of embeddings and its file list out.
-
-Uses the tower directly, without jina: no pods, no network. The files are written by
-:class:`~vseimageencoder.index.npy_pair.PairWriter` (names escaped so any file name survives,
-and a header tying the list to its rows), the embedding loop is
-:func:`~vseimageencoder.pipeline.embed_files.embed_files`.
+"""``vseimageencoder encode PATH...``: image files in, a .npy of embeddings and its file list out
+(the tower directly, without jina).
 """
 from pathlib import Path
 from typing import List, Optional
