@@ -176,7 +176,7 @@ def main():
         if args.reuse:
             import_s = counts = build_s = import_peak = None
         else:
-            from tests.vsepp_release import write_release_checkpoint
+            from tests.support.vsepp_release import write_release_checkpoint
             write_release_checkpoint(ckpt, 'resnet18', embed_size=args.dim, seed=1)
             t = time.perf_counter()
             write_pair(emb, mix, args.rows, rng, 'a')

@@ -31,7 +31,7 @@ def _plain_load(ckpt, cnn_type):
     import torch
     import torchvision
 
-    from tests.vsepp_release import cut_as_vsepp
+    from tests.support.vsepp_release import cut_as_vsepp
 
     net = getattr(torchvision.models, cnn_type)(weights=None)
     width = cut_as_vsepp(net, cnn_type)
@@ -175,7 +175,7 @@ def main():
     if args.worker == 'load':
         return load_worker(args)
 
-    from tests.vsepp_release import write_release_checkpoint
+    from tests.support.vsepp_release import write_release_checkpoint
 
     # A progress line per fresh process (each takes seconds to minutes), and the run time.
     started, done = time.perf_counter(), [0]

@@ -59,7 +59,7 @@ def _cos(a, b):
 
 
 def _photos(folder, n, size=(4000, 3000), distinct=8):
-    from tests.photos import write_photo
+    from tests.support.photos import write_photo
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(n):
@@ -126,7 +126,7 @@ def main(argv=None):
     import torch
 
     from benchmarks.bench import _machine
-    from tests.vsepp_release import write_release_checkpoint
+    from tests.support.vsepp_release import write_release_checkpoint
     from vseimageencoder.pipeline.embed_files import embed_files
     from vseimageencoder.release.checkpoint import load_tower
     from vseimageencoder.model.inference import InferenceTower, resolve_precision

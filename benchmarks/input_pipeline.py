@@ -103,7 +103,7 @@ def _load_avg() -> float:
 
 
 def _write_photos(folder: Path, n: int, size, distinct: int = 8):
-    from tests.photos import write_photo
+    from tests.support.photos import write_photo
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -400,7 +400,7 @@ def main(argv=None):
     import torch
 
     from benchmarks.bench import _machine
-    from tests.vsepp_release import write_release_checkpoint
+    from tests.support.vsepp_release import write_release_checkpoint
     from vseimageencoder.release.checkpoint import load_tower
     from vseimageencoder.model.inference import InferenceTower
     from vseimageencoder.pipeline.thread_budget import cpu_cores, thread_budget

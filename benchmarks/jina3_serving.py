@@ -237,7 +237,7 @@ def main(argv=None):
         ap.error('--requests, --batch, --clients, --rounds and --replicas must be positive, '
                  '--threads 0 or more')
 
-    from tests.vsepp_release import write_release_checkpoint
+    from tests.support.vsepp_release import write_release_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = str(Path(tmp) / 'model_best.pth.tar')

@@ -81,7 +81,7 @@ def _paired(check, sets, runs, tmp):
     import logging
 
     from benchmarks.input_pipeline import SETS, _write_photos
-    from tests.vsepp_release import write_release_checkpoint
+    from tests.support.vsepp_release import write_release_checkpoint
     from vseimageencoder.pipeline import batch_threads as lanes
     from vseimageencoder.release.checkpoint import load_tower
     from vseimageencoder.cli.encode import write_embeddings
@@ -149,7 +149,7 @@ def tower(runs, precision='auto'):
 def _tower(runs, precision, tmp):
     import torch
 
-    from tests.vsepp_release import write_release_checkpoint
+    from tests.support.vsepp_release import write_release_checkpoint
     from vseimageencoder.release.checkpoint import load_tower
     from vseimageencoder.model.inference import InferenceTower
     from vseimageencoder.pipeline.thread_budget import torch_threads
@@ -187,8 +187,8 @@ def _tower(runs, precision, tmp):
 def serve(runs):
     import logging
 
-    from tests.photos import write_photo
-    from tests.py27_pickle import vocab_words, write_py27_release_checkpoint, write_py27_vocab
+    from tests.support.photos import write_photo
+    from tests.support.py27_pickle import vocab_words, write_py27_release_checkpoint, write_py27_vocab
     from vseimageencoder.index import update_index
     from vseimageencoder.serve import SearchService
     from vseimageencoder.serve.uploads import upload_pixels

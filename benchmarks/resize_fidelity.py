@@ -58,8 +58,8 @@ def main():
     from PIL import Image
 
     from benchmarks.bench import _machine
-    from tests.photos import FIDELITY_SET, write_set
-    from tests.vsepp_release import write_release_checkpoint
+    from tests.support.photos import FIDELITY_SET, write_set
+    from tests.support.vsepp_release import write_release_checkpoint
     from vseimageencoder.images import read, transform
     from vseimageencoder.release.checkpoint import load_tower
     from vseimageencoder.model.inference import InferenceTower

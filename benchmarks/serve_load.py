@@ -38,7 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.serving_web import VOCAB_SIZE, serving  # noqa: E402
+from tests.support.serving_web import VOCAB_SIZE, serving  # noqa: E402
 
 CAPTIONS = [
     'a man riding a horse on the beach', 'two women playing with a red ball in the snow',
@@ -88,8 +88,8 @@ def cli(*args, timeout=1800):
 
 
 def prepare(work: Path, rows: int, arch: str, embed: int):
-    from tests.photos import write_photo
-    from tests.py27_pickle import vocab_words, write_py27_release_checkpoint, write_py27_vocab
+    from tests.support.photos import write_photo
+    from tests.support.py27_pickle import vocab_words, write_py27_release_checkpoint, write_py27_vocab
 
     model = work / 'model' / 'model_best.pth.tar'
     if not model.exists():

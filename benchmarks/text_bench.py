@@ -84,8 +84,8 @@ def main(argv=None):
     import numpy as np
     import torch
 
-    from tests.py27_pickle import vocab_words, write_py27_vocab
-    from tests.vsepp_release import write_release_checkpoint
+    from tests.support.py27_pickle import vocab_words, write_py27_vocab
+    from tests.support.vsepp_release import write_release_checkpoint
     from vseimageencoder.encoders import ImageEncoder, TextEncoder
 
     started = time.perf_counter()

@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.serving_web import (chromium, chromium_missing, serving, write_model,  # noqa: E402
+from tests.support.serving_web import (chromium, chromium_missing, serving, write_model,  # noqa: E402
                                write_photos)
 
 

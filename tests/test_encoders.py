@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.py27_pickle import (vocab_words, write_hostile_py27_vocab, write_py27_release_checkpoint,
+from tests.support.py27_pickle import (vocab_words, write_hostile_py27_vocab, write_py27_release_checkpoint,
                                write_py27_vocab)
-from tests.vsepp_release import reference_text_embed, reference_word_ids, write_release_checkpoint
+from tests.support.vsepp_release import reference_text_embed, reference_word_ids, write_release_checkpoint
 from vseimageencoder.release.checkpoint import NotVSECheckpointError
 from vseimageencoder.encoders import TextEncoder
 from vseimageencoder.release.vocab import (NotAVocabularyError, UnsafeVocabularyError, VocabularyNotFoundError,
@@ -200,6 +200,7 @@ def test_precomp_checkpoint_text_half_loads(tmp_path):
 
 # --------------------------------------------------------------------------- jina 0.9 executor
 
+@pytest.mark.jina09
 def test_executor_encodes_like_the_core(release_1layer, encoder):
     from jina.executors.encoders.frameworks import BaseTorchEncoder
     from vseimageencoder import VSETextEncoder
@@ -211,6 +212,7 @@ def test_executor_encodes_like_the_core(release_1layer, encoder):
     assert ex.encode(np.array([], dtype=str)).shape == (0, 32)
 
 
+@pytest.mark.jina09
 def test_executor_deprecated_path(release_1layer, caplog):
     from vseimageencoder import VSETextEncoder
     ex = VSETextEncoder(path=str(release_1layer[0]))
@@ -218,6 +220,7 @@ def test_executor_deprecated_path(release_1layer, caplog):
     assert ex.encode(['a dog']).shape == (1, 32)
 
 
+@pytest.mark.jina09
 def test_import_registers_both_yaml_tags(release_1layer, repo_root):
     """In a new interpreter: `import vseimageencoder` alone, then YAMLs naming both tags."""
     code = (

@@ -5,7 +5,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_gpu_check_without_cuda_says_so_and_exits_0():

@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 import vseimageencoder
-from tests.images import reference_batch, write_image_set, write_noise_images
-from tests.vsepp_release import reference_embed
+from tests.support.images import reference_batch, write_image_set, write_noise_images
+from tests.support.vsepp_release import reference_embed
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -153,6 +153,7 @@ def test_memory_bounded_by_batch_size(tmp_path, small_release):
     assert peaks[1] - peaks[0] < 120 * 1024, peaks
 
 
+@pytest.mark.jina09
 def test_encoder_uint8_path(small_release, image_set):
     from vseimageencoder import VSEImageEncoder
     folder, refs = image_set
@@ -168,7 +169,7 @@ def test_encoder_uint8_path(small_release, image_set):
 
 def test_readers_keep_input_order_and_skip_bad_files(tmp_path, small_release):
     """Reader threads finish out of order; rows must not. Bad files are named wherever they are."""
-    from tests.photos import write_photo
+    from tests.support.photos import write_photo
     d = tmp_path / 'mixed'
     d.mkdir()
     expected = []
@@ -200,7 +201,7 @@ def test_readers_keep_input_order_and_skip_bad_files(tmp_path, small_release):
 
 def test_resize_modes_on_large_photos(tmp_path, small_release):
     """--resize exact is the faithful transform; the default (fast) stays within cosine 0.999."""
-    from tests.photos import write_photo
+    from tests.support.photos import write_photo
     from vseimageencoder.images.read import read_image
     ckpt, backbone, fc = small_release
     d = tmp_path / 'big'

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.shapes import generate
+from tests.support.shapes import generate
 from vseimageencoder.cli import main
 
 

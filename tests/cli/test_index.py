@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.images import reference_batch
-from tests.vsepp_release import reference_embed
+from tests.support.images import reference_batch
+from tests.support.vsepp_release import reference_embed
 from vseimageencoder.index import DamagedIndexError, Writer, escape, load_pair, open_index
 from vseimageencoder.index.store import manifest_path
 from vseimageencoder.release.weights import sha256_of
@@ -31,7 +31,7 @@ def _popen(*args):
 
 @pytest.fixture(scope='module')
 def other_release(tmp_path_factory):
-    from tests.vsepp_release import write_release_checkpoint
+    from tests.support.vsepp_release import write_release_checkpoint
     path = tmp_path_factory.mktemp('r18-other') / 'model_best.pth.tar'
     write_release_checkpoint(path, 'resnet18', embed_size=1024, seed=11)
     return path

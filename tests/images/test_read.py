@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.images import write_noise_images
+from tests.support.images import write_noise_images
 from vseimageencoder.images import read, transform
 
 ENV = dict(os.environ, PYTHONUNBUFFERED='1')

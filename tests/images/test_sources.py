@@ -233,7 +233,7 @@ def test_a_hung_resolver_costs_the_deadline_not_the_resolver_timeout(tmp_path):
              "    print(e.rule, round(time.monotonic() - t, 2))\n")
     script = ('mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/nsswitch.conf && '
               'exec "$3" -c "$4"')
-    # The netguard audit hook (tests/jina3/netguard) refuses lookups of names beyond this
+    # The netguard audit hook (tests/support/netguard) refuses lookups of names beyond this
     # machine; in this child every lookup goes to the silent resolver on 127.0.0.1.
     env = {k: v for k, v in os.environ.items() if k != 'VSE_NETGUARD'}
     try:

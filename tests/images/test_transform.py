@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.images import reference_transform, write_image_set
+from tests.support.images import reference_transform, write_image_set
 from vseimageencoder.images import read, transform, folders
 
 

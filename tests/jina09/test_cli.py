@@ -1,6 +1,6 @@
 """jina 0.9.33's `jina` command asks api.jina.ai for the latest version before every command
 (issue 19.9); `python -m vseimageencoder.jina09.cli`, which the pod image's entrypoint runs,
-is the same command line without that. An audit hook in the child (tests/jina3/netguard)
+is the same command line without that. An audit hook in the child (tests/support/netguard)
 records every name lookup or connection beyond 127.0.0.1."""
 import os
 import subprocess
@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.jina09
+
 REPO = Path(__file__).resolve().parent.parent.parent
 PING = ['ping', '127.0.0.1', '1', '--retries', '1', '--timeout', '100']  # nothing listens: fails fast
 
 
 def _attempts(cmd, tmp_path):
     log = tmp_path / 'netguard.log'
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / 'tests' / 'jina3' / 'netguard'), str(REPO)]),
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / 'tests' / 'support' / 'netguard'), str(REPO)]),
                VSE_NETGUARD='1', VSE_NETGUARD_LOG=str(log))
     r = subprocess.run(cmd + PING, cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, universal_newlines=True, timeout=120)

@@ -4,7 +4,7 @@ Built FROM Debian bullseye base images made locally with debootstrap; Python pac
 from the package registry; the weights and vocabulary archives are served from 127.0.0.1 and
 fetched at build time by the image's own download step. The checkpoint and vocabulary are
 written as the releases were (Python 2.7 pickles, legacy torch format); expected embeddings
-come from the independent references in tests/vsepp_release.py. Needs podman, debootstrap,
+come from the independent references in tests/support/vsepp_release.py. Needs podman, debootstrap,
 runc and iptables (.ci/run installs them); without them these tests skip and say why.
 """
 import os
@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests import containers as ctr
-from tests.archive_server import ArchiveServer
-from tests.integration.fresh_process import run_in_fresh_process
-from tests.integration.test_pod_cli import _free_ports, _send_through_gateway
-from tests.vsepp_release import reference_embed, reference_text_embeds
+from tests.jina09.test_pod_cli import _free_ports, _send_through_gateway
+from tests.support import containers as ctr
+from tests.support.archive_server import ArchiveServer
+from tests.support.fresh_process import run_in_fresh_process
+from tests.support.vsepp_release import reference_embed, reference_text_embeds
 
 REPO = Path(__file__).resolve().parent.parent.parent
 TAG = 'jinahub/pod.encoder.vseimageencoder:0.0.6-0.9.33'
@@ -30,9 +30,9 @@ DOCKER_TIMEOUT_CTRL_MS = 60000
 CAPTIONS = ['a man riding a horse on the beach', 'two women playing with a ball',
             'caf\u00e9 cr\u00e8me in the snow', 'an unknown zebra']
 
-pytestmark = pytest.mark.skipif(bool(ctr.missing_tools()) or os.geteuid() != 0,
-                                reason='container tests need root and %s (installed by .ci/run)'
-                                       % ', '.join(ctr.missing_tools() or ['root']))
+pytestmark = [pytest.mark.jina09, pytest.mark.skipif(bool(ctr.missing_tools()) or os.geteuid() != 0,
+                                 reason='container tests need root and %s (installed by .ci/run)'
+                                        % ', '.join(ctr.missing_tools() or ['root']))]
 
 
 @pytest.fixture(scope='module')

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.py27_pickle import vocab_words, write_py27_release_checkpoint, write_py27_vocab
+from tests.support.py27_pickle import vocab_words, write_py27_release_checkpoint, write_py27_vocab
+
+pytestmark = pytest.mark.jina09
 
 REPO = Path(__file__).resolve().parent.parent.parent
 SCRIPT = REPO / 'examples' / 'cross_modal' / 'cross_modal.py'

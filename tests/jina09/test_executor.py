@@ -2,9 +2,11 @@
 import numpy as np
 import pytest
 
-from tests.vsepp_release import reference_embed, write_release_checkpoint
+from tests.support.vsepp_release import reference_embed, write_release_checkpoint
 from vseimageencoder import VSEImageEncoder
 from vseimageencoder.release.checkpoint import CheckpointNotFoundError, UnsafeCheckpointError
+
+pytestmark = pytest.mark.jina09
 
 
 @pytest.fixture(scope='module')

@@ -5,8 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.fresh_process import run_in_fresh_process
-from tests.vsepp_release import reference_embed
+from tests.support.fresh_process import run_in_fresh_process
+from tests.support.vsepp_release import reference_embed
+
+pytestmark = pytest.mark.jina09
 
 N_DOCS = 10
 

@@ -3,7 +3,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from vseimageencoder import __version__
+
+pytestmark = pytest.mark.jina09
 
 TAG = 'jinahub/pod.encoder.vseimageencoder:0.0.6-0.9.33'
 
@@ -22,19 +26,10 @@ def test_hub_dry_run_tag(repo_root):
 
 def test_hub_cli_dry_run_has_no_warnings(repo_root):
     env = dict(os.environ, PYTHONPATH=str(repo_root))
-    out = subprocess.run([sys.executable, '-m', 'tests.jina_offline', 'hub', 'build', str(repo_root),
+    out = subprocess.run([sys.executable, '-m', 'tests.support.jina09_offline', 'hub', 'build', str(repo_root),
                           '--dry-run'], cwd=str(repo_root), env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, universal_newlines=True, timeout=120)
     assert out.returncode == 0, out.stdout
     assert 'completeness check' in out.stdout
     assert 'missing' not in out.stdout, out.stdout
     assert 'is not a valid' not in out.stdout
-
-
-def test_version_has_one_home(repo_root):
-    from vseimageencoder._version import version_from_manifest
-    assert version_from_manifest((repo_root / 'manifest.yml').read_text()) == __version__ == '0.0.6'
-    for name in ('setup.py', 'Dockerfile', 'config.yml'):
-        path = repo_root / name
-        if path.exists():
-            assert '0.0.6' not in path.read_text(), '%s repeats the version' % name

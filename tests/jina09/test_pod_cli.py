@@ -7,10 +7,13 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
-from tests.integration.fresh_process import run_in_fresh_process
-from tests.processes import stop_process_group
-from tests.vsepp_release import reference_embed
+from tests.support.fresh_process import run_in_fresh_process
+from tests.support.processes import stop_process_group
+from tests.support.vsepp_release import reference_embed
+
+pytestmark = pytest.mark.jina09
 
 
 def _free_ports(n):
@@ -60,7 +63,7 @@ def test_jina_pod_cli_serves_requests(tmp_path, small_release, repo_root):
     (tmp_path / 'pretrained').mkdir()
     os.link(str(ckpt), str(tmp_path / 'pretrained' / 'model_best.pth.tar'))
     port_in, port_out, port_ctrl, port_expose = _free_ports(4)
-    cmd = [sys.executable, '-m', 'tests.jina_offline', 'pod', '--uses', str(repo_root / 'config.yml'),
+    cmd = [sys.executable, '-m', 'tests.support.jina09_offline', 'pod', '--uses', str(repo_root / 'config.yml'),
            '--port-in', str(port_in), '--port-out', str(port_out), '--port-ctrl', str(port_ctrl)]
     env = dict(os.environ, PYTHONPATH=str(repo_root))
     proc = subprocess.Popen(cmd, cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,

@@ -1,8 +1,12 @@
 """`import vseimageencoder` where jina 0.9 is installed: nothing of jina is imported until jina
 itself is, and then the YAML tags are registered (at once if jina was imported first).
-tests/unit/test_text_encoder.py::test_import_registers_both_yaml_tags loads YAMLs that way."""
+tests/test_encoders.py::test_import_registers_both_yaml_tags loads YAMLs that way."""
 import subprocess
 import sys
+
+import pytest
+
+pytestmark = pytest.mark.jina09
 
 IN_META_PATH = 'any(type(f).__name__ == "_AfterJinaImport" for f in sys.meta_path)'
 

@@ -1,5 +1,6 @@
-"""Fixtures of the jina 3 tests. Run by .venv-jina3's pytest with ``-p tests.jina3.plugin``;
-elsewhere (the jina 0.9.33 run, whose pytest.ini collects tests/) nothing here is collected."""
+"""Fixtures of the jina 3 tests (every module here is marked jina3). Where jina 3 is not
+installed tests/conftest.py does not collect this folder, and nothing here is defined (the
+modules import jina 3 and docarray at module level)."""
 from importlib.metadata import PackageNotFoundError, version
 from types import SimpleNamespace
 
@@ -19,7 +20,7 @@ else:
 
     from tests.jina3.plugin import setup_once
 
-    setup_once()  # in case the run was started without -p tests.jina3.plugin
+    setup_once()  # done already where tests/conftest.py loaded the plugin; in case it did not
 
     WORDS = 36  # + the 4 special tokens = the checkpoint's vocab_size (40)
 
@@ -27,8 +28,8 @@ else:
     def release(tmp_path_factory):
         """A resnet18 VSE++ checkpoint with both towers in the release layout, and its
         vocabulary beside it as VSE++ pickled it (f30k_vocab.pkl)."""
-        from tests.py27_pickle import vocab_words, write_py27_vocab
-        from tests.vsepp_release import release_text_state_dict, write_release_checkpoint
+        from tests.support.py27_pickle import vocab_words, write_py27_vocab
+        from tests.support.vsepp_release import release_text_state_dict, write_release_checkpoint
 
         folder = tmp_path_factory.mktemp('release')
         ckpt = folder / 'model_best.pth.tar'

@@ -12,9 +12,11 @@ import pytest
 import yaml
 from docarray import DocList
 
-from tests.jina3.serving import free_port, stop_process_group, wait_grpc_ready
+from tests.support.jina3_serving import free_port, stop_process_group, wait_grpc_ready
 from tests.jina3.test_executors import expected_images
 from vseimageencoder.jina3 import ImageDoc
+
+pytestmark = pytest.mark.jina3
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_YML = REPO / 'vseimageencoder' / 'jina3' / 'image.yml'

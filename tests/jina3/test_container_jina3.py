@@ -7,13 +7,13 @@ reached by a jina 3 Client.
 Runs in .venv-jina3 (jina 3.34). The base image is Debian 12's Python 3.11 made with
 debootstrap; the weights and vocabulary archives are served from 127.0.0.1 and fetched by
 the image's own download step; wheels this machine holds locally are offered to the build
-from 127.0.0.1 (tests.containers.WheelMirror), the rest comes from the package registry.
-Expected embeddings come from the independent references (tests/vsepp_release.py) on
+from 127.0.0.1 (tests.support.containers.WheelMirror), the rest comes from the package registry.
+Expected embeddings come from the independent references (tests/support/vsepp_release.py) on
 checkpoints and vocabularies written as the releases were.
 
 The Deployment and the client run in a child process (this file run as a script): the test
 process does torch work for the references, and jina forks (see the notes' fork hazard).
-That child and the containers run with tests/jina3/netguard, which logs and refuses any
+That child and the containers run with tests/support/netguard, which logs and refuses any
 name lookup or connection beyond 127.0.0.1; the test fails if anything was logged.
 """
 import json
@@ -29,10 +29,10 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests import containers as ctr  # noqa: E402
-from tests.vsepp_release import reference_text_embeds  # noqa: E402
+from tests.support import containers as ctr  # noqa: E402
+from tests.support.vsepp_release import reference_text_embeds  # noqa: E402
 
-NETGUARD = REPO / 'tests' / 'jina3' / 'netguard'
+NETGUARD = REPO / 'tests' / 'support' / 'netguard'
 CAPTIONS = ['a man riding a horse on the beach', 'two women playing with a ball',
             'caf\u00e9 cr\u00e8me in the snow', 'an unknown zebra', '']
 
@@ -92,7 +92,7 @@ def _refusals(*logs):
     return ''.join(Path(p).read_text() for p in logs if Path(p).exists())
 
 
-pytestmark = pytest.mark.skipif(bool(_skip_reason()), reason=_skip_reason() or '')
+pytestmark = [pytest.mark.jina3, pytest.mark.skipif(bool(_skip_reason()), reason=_skip_reason() or '')]
 
 
 @pytest.fixture(scope='module')
@@ -108,7 +108,7 @@ def image(release):
 
 
 def _build_image(release):
-    from tests.archive_server import ArchiveServer
+    from tests.support.archive_server import ArchiveServer
     env = ctr.podman_env()
     ctr.ensure_jina3_base_image(env)
     tag = _tag()
@@ -173,7 +173,7 @@ def test_deployment_docker_and_docker_run_text(image, release, tmp_path):
     """At the same time: the image tower through Deployment(uses='docker://TAG'), the text
     tower through Deployment(uses='docker://TAG', entrypoint='jina executor --uses text.yml')
     and as `docker run TAG --uses text.yml --port P`; all answered over gRPC."""
-    from tests.vsepp_release import reference_embed
+    from tests.support.vsepp_release import reference_embed
     tag, _ = image
     env = ctr.podman_env()
     guard_dir = tmp_path / 'guard'

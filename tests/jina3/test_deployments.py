@@ -23,9 +23,11 @@ import numpy as np
 import pytest
 from docarray import DocList
 
-from tests.jina3.serving import descendants, started
+from tests.support.jina3_serving import descendants, started
 from tests.jina3.test_executors import data_url, expected_images, png_bytes
 from vseimageencoder.jina3 import ImageDoc
+
+pytestmark = pytest.mark.jina3
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_YML = str(REPO / 'vseimageencoder' / 'jina3' / 'image.yml')
@@ -213,7 +215,7 @@ def test_text_batch_size_parameter_over_the_wire(release, protocol):
     """The text Executor's one request parameter, the same way (its own Deployment)."""
     from jina import Deployment
 
-    from tests.vsepp_release import reference_text_embeds
+    from tests.support.vsepp_release import reference_text_embeds
     from vseimageencoder.jina3 import TextDoc
 
     captions = ['a dog', 'children in the snow', 'a man riding a horse on the beach .']

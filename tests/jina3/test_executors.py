@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from docarray import DocList
 
-from tests.vsepp_release import reference_embed, reference_text_embeds
+from tests.support.vsepp_release import reference_embed, reference_text_embeds
 from vseimageencoder.encoders import ImageEncoder, TextEncoder
 from vseimageencoder.jina3 import CrossModalDoc, ImageDoc, TextDoc, VSEImageEncoder, VSETextEncoder
 from vseimageencoder.images.transform import transform
+
+pytestmark = pytest.mark.jina3
 
 CAPTIONS = ['a man riding a horse on the beach .', 'two women playing with a red ball',
             'children in the snow', 'a dog', '', 'caf\u00e9 na\u00efve stra\u00dfe unknownword']

@@ -1,12 +1,14 @@
 """The jina 3 blocks of the docs as written (`<!-- run: python-jina3 -->`, see
-tests/readme_blocks.py): run in .venv-jina3, in order, in one interpreter, against
+tests/support/readme_blocks.py): run in .venv-jina3, in order, in one interpreter, against
 random-weight checkpoints, with nothing leaving 127.0.0.1."""
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.readme_blocks import make_workspace, run_page, to_run
+from tests.support.readme_blocks import make_workspace, run_page, to_run
+
+pytestmark = pytest.mark.jina3
 
 PAGES = sorted(to_run('python-jina3').keys() | to_run('shell-jina3').keys())
 

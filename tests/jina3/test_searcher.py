@@ -9,10 +9,12 @@ import pytest
 import yaml
 from docarray import DocList
 
-from tests.jina3.serving import started
+from tests.support.jina3_serving import started
 from tests.jina3.test_executors import CAPTIONS
 from vseimageencoder.index import ProvenanceMismatchError, open_index
 from vseimageencoder.jina3 import CrossModalDoc, ImageDoc, SearchDoc, VSESearcher
+
+pytestmark = pytest.mark.jina3
 
 REPO = Path(__file__).resolve().parents[2]
 JINA3 = REPO / 'vseimageencoder' / 'jina3'
@@ -79,7 +81,7 @@ def test_in_process_index_search_and_refusals(release, tmp_path):
     assert ix.search(queries[:1], 1)[0][0][1] == 'photo-000.jpg'
 
     # Another checkpoint over the same folder is refused at start, naming both.
-    from tests.vsepp_release import write_release_checkpoint
+    from tests.support.vsepp_release import write_release_checkpoint
     other = tmp_path / 'other' / 'model_best.pth.tar'
     write_release_checkpoint(other, 'resnet18', embed_size=DIM, seed=9, vocab_size=40, word_dim=16)
     with pytest.raises(ProvenanceMismatchError, match='sha256'):

@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 from docarray import DocList
 
-from tests.jina3.serving import started
+from tests.support.jina3_serving import started
 from tests.jina3.test_deployments import error_text
 from tests.jina3.test_executors import CAPTIONS, data_url, expected_images, png_bytes
-from tests.vsepp_release import reference_text_embeds
+from tests.support.vsepp_release import reference_text_embeds
 from vseimageencoder.jina3 import CrossModalDoc
 from vseimageencoder.images.transform import transform
+
+pytestmark = pytest.mark.jina3
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_YML = str(REPO / 'vseimageencoder' / 'jina3' / 'image.yml')

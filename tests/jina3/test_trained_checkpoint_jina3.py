@@ -6,8 +6,10 @@ import pytest
 import torch
 from docarray import DocList
 
-from tests.shapes import generate
-from tests.vsepp_release import cut_as_vsepp, reference_embed, reference_text_embeds
+from tests.support.shapes import generate
+from tests.support.vsepp_release import cut_as_vsepp, reference_embed, reference_text_embeds
+
+pytestmark = pytest.mark.jina3
 
 CAPTIONS = ['a red circle in the top left', 'two shapes : a green one and a red one']
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.vsepp_release import reference_embed, write_release_checkpoint
+from tests.support.vsepp_release import reference_embed, write_release_checkpoint
 from vseimageencoder.release.checkpoint import load_tower
 from vseimageencoder.model.inference import (InferenceTower, cpu_has_fast_bf16, fold_batchnorms,
                                        resolve_precision)
@@ -64,6 +64,7 @@ def test_resolve_precision():
         resolve_precision('int8')
 
 
+@pytest.mark.jina09
 def test_executor_precision_from_yaml(tmp_path, release):
     from jina.executors import BaseExecutor
     import vseimageencoder.jina09.executor  # noqa: F401  registers our tag over jina's bundled copy
@@ -77,6 +78,7 @@ def test_executor_precision_from_yaml(tmp_path, release):
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.jina09
 def test_executor_rejects_unknown_precision(release):
     from vseimageencoder import VSEImageEncoder
     with pytest.raises(ValueError, match="precision='half'"):

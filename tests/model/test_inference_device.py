@@ -65,6 +65,7 @@ def test_cli_says_one_line_and_exits_2(tmp_path, small_release, command):
         assert not (tmp_path / 'out.npy').exists()
 
 
+@pytest.mark.jina09
 def test_jina09_executor_on_gpu_without_one_is_a_named_error(small_release):
     if torch.cuda.is_available():
         pytest.skip('on_gpu asks for cuda:0, which this machine has')

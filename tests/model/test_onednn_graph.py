@@ -6,8 +6,8 @@ import threading
 import numpy as np
 import pytest
 import torch
-from tests.images import write_noise_images
-from tests.vsepp_release import reference_embed
+from tests.support.images import write_noise_images
+from tests.support.vsepp_release import reference_embed
 from vseimageencoder.pipeline.embed_files import FUSE_MIN_IMAGES, embed_files
 from vseimageencoder.release.checkpoint import load_tower
 from vseimageencoder.model.onednn_graph import fuse_backbone, fusion_available
@@ -112,7 +112,7 @@ def test_an_untraceable_backbone_is_refused_with_the_reason(caplog):
 
 
 def test_fuse_is_a_no_op_for_precomputed_features(tmp_path):
-    from tests.vsepp_release import write_release_checkpoint
+    from tests.support.vsepp_release import write_release_checkpoint
     path = tmp_path / 'model_best.pth.tar'
     write_release_checkpoint(path, precomp=True, embed_size=64, img_dim=32, text=False)
     model = InferenceTower(load_tower(path)[0], 'fp32')
@@ -168,7 +168,7 @@ def test_serve_fuses_the_image_tower_for_single_photo_queries(tmp_path, caplog):
     """The search service behind ``serve``: auto fuses a bf16 tower at batch 1 (a lone photo
     query) and not an fp32 one; fused or not, photo queries alone and together find the same
     images with the same scores."""
-    from tests.serving_web import write_model, write_photos
+    from tests.support.serving_web import write_model, write_photos
     from vseimageencoder.index import update_index
     from vseimageencoder.serve import SearchService
     from vseimageencoder.serve.uploads import upload_pixels

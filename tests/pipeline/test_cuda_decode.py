@@ -9,7 +9,7 @@ import torch
 
 from vseimageencoder.pipeline import cuda_decode as gpu_decode
 from vseimageencoder.images import read, transform
-from tests.photos import write_photo
+from tests.support.photos import write_photo
 
 #: One 8-bit level after normalisation, at the smallest std (0.224): the largest step two
 #: resize kernels that round differently can leave on a pixel.

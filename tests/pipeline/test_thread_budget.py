@@ -140,7 +140,7 @@ def test_lanes_raise_other_errors():
 def test_lanes_embed_as_the_main_thread_does(tmp_path, small_release):
     """The default (lanes) and reading on the main thread give the same rows (a skipped file
     makes the two group images into different batches: float32 rounding apart)."""
-    from tests.photos import write_photo
+    from tests.support.photos import write_photo
     from vseimageencoder.pipeline.embed_files import embed_files
     from vseimageencoder.release.checkpoint import load_tower
     from vseimageencoder.model.inference import InferenceTower

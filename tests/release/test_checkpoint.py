@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.vsepp_release import reference_embed, write_release_checkpoint
+from tests.support.vsepp_release import reference_embed, write_release_checkpoint
 from vseimageencoder.release import checkpoint as ck
 from vseimageencoder.model.image import build_tower
 

@@ -3,12 +3,14 @@ legacy serialisation, DataParallel prefixes, torch-0.3 BN buffers, old VGG class
 import numpy as np
 import pytest
 
-from tests.vsepp_release import reference_embed, write_release_checkpoint
-from vseimageencoder import VSEImageEncoder
+from tests.support.vsepp_release import reference_embed, write_release_checkpoint
+
+pytestmark = pytest.mark.jina09  # through the jina 0.9 executor, as when it was written
 
 
 @pytest.mark.parametrize('cnn_type, old_vgg_keys', [('resnet152', False), ('vgg19', True)])
 def test_fullsize_release_parity(tmp_path, cnn_type, old_vgg_keys):
+    from vseimageencoder import VSEImageEncoder
     folder = tmp_path / ('f30k_vse++_' + cnn_type)
     backbone, fc = write_release_checkpoint(folder / 'model_best.pth.tar', cnn_type, embed_size=1024,
                                             legacy=True, old_vgg_keys=old_vgg_keys, torch03=True, seed=7)

@@ -1,6 +1,6 @@
 """Hostile checkpoints and vocabularies (issue 18, items 2 and 3): pickles nested deep enough
 to crash the process, sizes that would allocate far more than the file holds. Each is
-loaded in a child process (tests/processes-style subprocess), so a regression shows as a
+loaded in a child process (tests/support/processes-style subprocess), so a regression shows as a
 crash or a memory figure there, never takes the test run down."""
 import argparse
 import io
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.py27_pickle import vocab_words, write_py27_vocab
+from tests.support.py27_pickle import vocab_words, write_py27_vocab
 from vseimageencoder.release import checkpoint as ck
 from vseimageencoder.release import pickle_scan as sp
 from vseimageencoder.release import vocab as vc

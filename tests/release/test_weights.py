@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.archive_server import ArchiveServer, write_release_archive
-from tests.py27_pickle import vocab_words, write_py27_vocab
+from tests.support.archive_server import ArchiveServer, write_release_archive
+from tests.support.py27_pickle import vocab_words, write_py27_vocab
 from vseimageencoder.release import weights
 from vseimageencoder.release.checkpoint import CheckpointIntegrityError, load_tower
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.serving_web import (CAPTIONS, cli, get, get_json, multipart, request, serving,
+from tests.support.serving_web import (CAPTIONS, cli, get, get_json, multipart, request, serving,
                                write_model, write_photos)
 
 K = 5
@@ -326,7 +326,7 @@ def test_another_checkpoint_is_refused_naming_both(site, tmp_path):
 
 def test_an_index_run_beside_the_server_shows_up_without_a_restart(site, tmp_path):
     # Last in this file: it adds a photo to the shared index.
-    from tests.photos import write_photo
+    from tests.support.photos import write_photo
 
     extra = write_photo(site.root / 'photos' / 'later' / 'added-700x500.jpg', 700, 500, seed=77)
     r = cli(sys.executable, 'index', str(site.index), str(site.root / 'photos'), '--model-path', str(site.model))

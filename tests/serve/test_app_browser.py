@@ -5,7 +5,7 @@ import urllib.parse
 
 import pytest
 
-from tests.serving_web import (chromium, chromium_missing, cli, get_json, requested_urls, serving,
+from tests.support.serving_web import (chromium, chromium_missing, cli, get_json, requested_urls, serving,
                                write_model, write_photos)
 
 MISSING = chromium_missing()

@@ -1,11 +1,13 @@
-"""``vseimageencoder serve`` in the jina 3 environment (Python 3.10+, the starlette and uvicorn
-jina 3 installs): the same server answers as the search command does, and refuses bad input.
-The full API suite runs in the 0.9 environment (tests/integration/test_serve_api.py)."""
+"""``vseimageencoder serve`` end to end in a few seconds: one index, one server, which answers
+as the search command does and refuses bad input, with the starlette and uvicorn of the
+environment it runs in. Written for the jina 3 environment (Python 3.10+, the starlette and
+uvicorn jina 3 installs) when the full API suite (tests/serve/test_app.py) ran in the 0.9 one
+only; both are jina-free and run in both environments now."""
 import json
 import sys
 import urllib.parse
 
-from tests.serving_web import (CAPTIONS, cli, get, get_json, multipart, request, serving,
+from tests.support.serving_web import (CAPTIONS, cli, get, get_json, multipart, request, serving,
                                write_model, write_photos)
 
 

@@ -41,8 +41,8 @@ def write_release_archives(folder):
 
     Returns (runs.tar, vocab.tar, the Py27Release, the vocabulary's words).
     """
-    from tests.archive_server import write_release_archive
-    from tests.py27_pickle import vocab_words, write_py27_release_checkpoint, write_py27_vocab
+    from tests.support.archive_server import write_release_archive
+    from tests.support.py27_pickle import vocab_words, write_py27_release_checkpoint, write_py27_vocab
     folder = Path(folder)
     rel = write_py27_release_checkpoint(folder / 'model_best.pth.tar', 'resnet18', embed_size=EMBED,
                                         word_dim=8, num_layers=1, vocab_size=VOCAB_SIZE, seed=31)
@@ -334,7 +334,7 @@ NO_EGRESS = {'https_proxy': 'http://127.0.0.1:9', 'HTTPS_PROXY': 'http://127.0.0
 def flow_with_docker_uses(tag, images, timeout_ctrl):
     """Index ``images`` (N, 3, H, W) through ``Flow().add(uses='docker://' + tag)``.
 
-    Runs in a fresh process (tests.integration.fresh_process) inside ``docker_api()``.
+    Runs in a fresh process (tests.support.fresh_process) inside ``docker_api()``.
     Returns ({doc id: embedding}, seconds until the Flow was ready).
     """
     sys.path.insert(0, str(docker_py_path()))

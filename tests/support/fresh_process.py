@@ -13,7 +13,7 @@ import signal
 import tempfile
 import traceback
 
-from tests.processes import descendants
+from tests.support.processes import descendants
 
 
 def _child(q, call_file):
@@ -26,7 +26,7 @@ def _child(q, call_file):
         # A spawned child inherits 'spawn' as its default start method; jina's peas are
         # built for fork (the way users run them), so restore it.
         mp.set_start_method('fork', force=True)
-        from tests.jina_offline import disable_phone_home
+        from tests.support.jina09_offline import disable_phone_home
         disable_phone_home()
         q.put((True, fn(*args, **kwargs)))
     except BaseException:  # report everything, including assertion failures, to the parent

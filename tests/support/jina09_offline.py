@@ -5,7 +5,7 @@ line asks api.jina.ai for the latest version before every command. Tests must se
 off 127.0.0.1, so both are replaced with no-ops. Pods are forked, so patching the parent
 before a Flow starts covers them.
 
-    python -m tests.jina_offline pod --uses config.yml --port-in 55555 --port-out 55556
+    python -m tests.support.jina09_offline pod --uses config.yml --port-in 55555 --port-out 55556
 """
 
 

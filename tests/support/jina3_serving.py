@@ -16,7 +16,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-from tests.processes import descendants, stop_process_group  # noqa: F401  (re-exported for the tests)
+from tests.support.processes import descendants, stop_process_group  # noqa: F401  (re-exported for the tests)
 
 
 def _kill(pids) -> None:

@@ -521,14 +521,14 @@ def write_py27_release_checkpoint(path, cnn_type: str = 'resnet18', embed_size: 
                                   seed: int = 0, **kwargs) -> Py27Release:
     """A full-image VSE++ checkpoint with random weights, written as the releases were.
 
-    Image half in the release key layout (``tests/vsepp_release.py``: DataParallel prefixes,
+    Image half in the release key layout (``tests/support/vsepp_release.py``: DataParallel prefixes,
     old VGG classifier indices when ``old_vgg_keys``, no ``num_batches_tracked``); text half
     ``embed.weight`` (vocab_size, word_dim) and a ``num_layers``-layer GRU(word_dim,
     embed_size) as VSE++'s ``EncoderText`` held them; ``opt`` with VSE++'s train.py fields.
     ``kwargs`` go to :func:`write_py27_checkpoint`. Returns the modules for reference
     computations (``embed``: nn.Embedding, ``rnn``: nn.GRU with batch_first=True).
     """
-    from tests.vsepp_release import _release_opt, make_backbone, release_image_state_dict
+    from tests.support.vsepp_release import _release_opt, make_backbone, release_image_state_dict
 
     backbone, width = make_backbone(cnn_type, seed)
     torch.manual_seed(seed + 1)

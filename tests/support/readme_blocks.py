@@ -2,8 +2,9 @@
 
 A fenced block is marked by an HTML comment on the line before it:
 
-    <!-- run: python -->        run by tests/integration/test_readme.py in .venv
-    <!-- run: shell -->         the same, with bash, .venv activated
+    <!-- run: python -->        run by tests/test_readme.py, in both environments unless the
+                                page needs jina 0.9 (JINA09_PAGES there: then in .venv only)
+    <!-- run: shell -->         the same, with bash, the running environment activated
     <!-- run: python-jina3 -->  run by tests/jina3/test_readme_jina3.py in .venv-jina3
     <!-- run: shell-jina3 -->   the same, with bash, .venv-jina3 activated
     <!-- not run: REASON -->    never run; REASON says why (and what tests it instead)
@@ -22,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import List, NamedTuple, Optional
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / 'README.md'] + sorted((REPO / 'docs').glob('*.md'))
 #: Pages every command block of which must say whether it runs (other helpers' pages opt in).
 MARKED_PAGES = ['README.md', 'docs/cli.md', 'docs/python.md', 'docs/jina09.md', 'docs/jina3.md',
@@ -88,7 +89,7 @@ def make_workspace(folder: Path) -> Path:
     import numpy as np
     from PIL import Image
 
-    from tests.py27_pickle import vocab_words, write_py27_release_checkpoint, write_py27_vocab
+    from tests.support.py27_pickle import vocab_words, write_py27_release_checkpoint, write_py27_vocab
 
     folder.mkdir(parents=True, exist_ok=True)
     pre = folder / 'pretrained'
@@ -128,7 +129,7 @@ def _env(venv: Path, guard_log: Path) -> dict:
     env['PATH'] = str(venv / 'bin') + os.pathsep + env.get('PATH', '')  # "activated"
     env['VIRTUAL_ENV'] = str(venv)
     # Every Python process the blocks start refuses (and records) traffic beyond 127.0.0.1.
-    env['PYTHONPATH'] = str(REPO / 'tests' / 'jina3' / 'netguard')
+    env['PYTHONPATH'] = str(REPO / 'tests' / 'support' / 'netguard')
     env['VSE_NETGUARD'] = '1'
     env['VSE_NETGUARD_LOG'] = str(guard_log)
     env.pop('PYTEST_CURRENT_TEST', None)

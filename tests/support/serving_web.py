@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 #: The vocabulary size of the test checkpoints (40 caption words and 4 special tokens).
 VOCAB_SIZE = 44
@@ -22,7 +22,7 @@ VOCAB_SIZE = 44
 CAPTIONS = ['a man riding a horse on the beach', 'two women playing with a red ball in the snow',
             'a zebra near a lighthouse']
 
-#: Generated photos: (name, width, height, options for tests.photos.write_photo).
+#: Generated photos: (name, width, height, options for tests.support.photos.write_photo).
 PHOTO_KINDS = [
     ('beach/small-300x200.jpg', 300, 200, {}),
     ('beach/png-640x480.png', 640, 480, {}),
@@ -38,7 +38,7 @@ PHOTO_KINDS = [
 def write_model(folder) -> Path:
     """A resnet18 VSE++ checkpoint (32-d embeddings, text tower included) and its f30k
     vocabulary, written as the releases were, into ``folder``; returns the checkpoint."""
-    from tests.py27_pickle import vocab_words, write_py27_release_checkpoint, write_py27_vocab
+    from tests.support.py27_pickle import vocab_words, write_py27_release_checkpoint, write_py27_vocab
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -50,7 +50,7 @@ def write_model(folder) -> Path:
 
 def write_photos(folder, copies: int = 1) -> List[Path]:
     """The generated photos of :data:`PHOTO_KINDS`, ``copies`` times over (other seeds)."""
-    from tests.photos import write_photo
+    from tests.support.photos import write_photo
 
     paths = []
     for c in range(copies):
@@ -117,7 +117,7 @@ def serving(index_dir, model_path, python: str = sys.executable, extra=(), start
             log_dir=None):
     """Start ``vseimageencoder serve INDEX_DIR --model-path M`` on 127.0.0.1 at a free port,
     wait until ``/healthz`` answers, yield a :class:`Server`; stop its process group after."""
-    from tests.processes import stop_process_group
+    from tests.support.processes import stop_process_group
 
     port = free_port()
     log = Path(log_dir or Path(index_dir).parent) / ('serve-%d.log' % port)

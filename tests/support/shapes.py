@@ -3,7 +3,7 @@ tests: the example is a script, not part of the package, so it is imported from 
 import importlib.util
 from pathlib import Path
 
-EXAMPLE = Path(__file__).resolve().parent.parent / 'examples' / 'shapes_dataset.py'
+EXAMPLE = Path(__file__).resolve().parents[2] / 'examples' / 'shapes_dataset.py'
 
 
 def _example_module():

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.integration.fresh_process import run_in_fresh_process
+from tests.support.fresh_process import run_in_fresh_process
 
 
 def _sleep_with_grandchild(pid_file):

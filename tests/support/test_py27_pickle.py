@@ -1,4 +1,4 @@
-"""The Python 2.7 file writers of tests/py27_pickle.py: what they write, opcode by opcode,
+"""The Python 2.7 file writers of tests/support/py27_pickle.py: what they write, opcode by opcode,
 and that the package's safe loader reads their checkpoints as it must read the releases."""
 import argparse
 import io
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests import py27_pickle as p27
-from tests.vsepp_release import reference_embed
+from tests.support import py27_pickle as p27
+from tests.support.vsepp_release import reference_embed
 from vseimageencoder.release import checkpoint as ck
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.shapes import generate
+from tests.support.shapes import generate
 from vseimageencoder.training.loop import TrainingError, default_options, train
 
 REPO = Path(__file__).resolve().parents[2]

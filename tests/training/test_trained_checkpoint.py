@@ -2,7 +2,7 @@
 --finetune`, a few steps on tiny images) is loaded by everything that loads a released one:
 ImageEncoder, TextEncoder, the jina 0.9 image and text executors in a real Flow, and
 `evaluate`. Expected embeddings are computed independently from the file's tensors
-(tests.vsepp_release: a torchvision ResNet filled by hand, the GRU step by step)."""
+(tests.support.vsepp_release: a torchvision ResNet filled by hand, the GRU step by step)."""
 import json
 import os
 from pathlib import Path
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from tests.integration.fresh_process import run_in_fresh_process
-from tests.shapes import generate
-from tests.vsepp_release import cut_as_vsepp, reference_embed, reference_text_embeds
+from tests.support.fresh_process import run_in_fresh_process
+from tests.support.shapes import generate
+from tests.support.vsepp_release import cut_as_vsepp, reference_embed, reference_text_embeds
 
 REPO = Path(__file__).resolve().parent.parent.parent
 EMBED = 32
@@ -101,6 +101,7 @@ def _pods(config_yaml, text_yaml, workdir, blobs, captions):
     return got
 
 
+@pytest.mark.jina09
 def test_jina09_pods_serve_the_trained_model(trained, tmp_path):
     out, data, _ = trained
     os.symlink(str(out), str(tmp_path / 'pretrained'))  # config.yml / text.yml: model_path pretrained
