@@ -220,7 +220,7 @@ def huge_png(tmp_path_factory):
 
 _DECODE = '''
     import io
-    from vseimageencoder.images import read
+    from vseimageencoder.images import read, transform
     path = args[0]
     outcomes = []
     for how in ('fast', 'exact', 'bytes'):
@@ -240,7 +240,7 @@ _DECODE = '''
 
 def test_huge_png_is_refused_in_little_memory(huge_png):
     assert huge_png.stat().st_size < 600_000
-    # Was: about 2 GB per reader. The address space cap turns a regression into a
+    # The address space cap turns a regression into a
     # MemoryError in the child instead of a strain on the machine.
     out, rss = run_child(_DECODE, huge_png, limit_mb=1500)
     parts = out.split(' | ')
