@@ -10,7 +10,7 @@ in bf16 for 256 images or more); the bound, the all-cores figure and every
 candidate but ``lanes-eager`` run it. The reference rows run the unfused tower, so the
 cosines include what fusion changes.
 
-Generated photos (``tests/photos.py``: 4000x3000 and 1200x900 JPEGs at quality 90, like a
+Generated photos (``tests/support/photos.py``: 4000x3000 and 1200x900 JPEGs at quality 90, like a
 phone's; 8 distinct photos, the rest copies under other names) and a ResNet-152 checkpoint in
 the VSE++ release layout with random weights are written to a temporary folder.
 

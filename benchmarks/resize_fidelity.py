@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/resize_fidelity.py                      # resnet152 (about 2 min on 2 cores)
     .venv/bin/python benchmarks/resize_fidelity.py --models resnet152 resnet18 vgg19
 
-Writes the generated photo set of ``tests/photos.py`` (FIDELITY_SET: 320x240 to 24 MP,
+Writes the generated photo set of ``tests/support/photos.py`` (FIDELITY_SET: 320x240 to 24 MP,
 portrait and landscape, EXIF-rotated, progressive, 4:4:4 and 4:2:0 JPEG, PNG, grayscale) and
 a checkpoint in the VSE++ release layout with random weights, then embeds every file with
 ``resize='exact'`` (full decode, bilinear short side 256, crop 224) and ``resize='fast'``

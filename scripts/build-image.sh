@@ -40,7 +40,7 @@ podman and buildah never pull (--pull=never): the base images (python:3.9 and
 python:3.9-slim; python:3.11-slim for --jina3, or what --build-arg BUILDER_BASE=/BASE=
 names) must be in the store first: `podman pull python:3.11-slim` where a registry is
 reachable, or a local one, e.g. the Debian base the tests make with debootstrap
-(tests/containers.py) and --build-arg BASE=localhost/vse-py311:bookworm.
+(tests/support/containers.py) and --build-arg BASE=localhost/vse-py311:bookworm.
 The images the container tests build live in their own store; list them with
   CONTAINERS_STORAGE_CONF=/var/tmp/vseimageencoder-ctr/storage.conf podman images
 EOF
@@ -108,7 +108,7 @@ if [ "$builder" = podman ] || [ "$builder" = buildah ]; then
 build-image: base image $base is not in $builder's store, and the build never pulls.
   Get it with '$builder pull $base' where a registry is reachable, or name a local base:
   --build-arg BASE=IMAGE (and BUILDER_BASE=IMAGE for the 0.9.33 image). The tests make
-  Debian ones with debootstrap (tests/containers.py: ensure_base_images,
+  Debian ones with debootstrap (tests/support/containers.py: ensure_base_images,
   ensure_jina3_base_image) in their own store, listed by
   CONTAINERS_STORAGE_CONF=/var/tmp/vseimageencoder-ctr/storage.conf podman images
 EOF

@@ -2,8 +2,8 @@
 
     .venv/bin/python scripts/serve_screenshot.py [--out docs/serve.png] [--caption TEXT]
 
-The same tooling as the browser test (tests/integration/test_serve_browser.py): a
-random-weight checkpoint in the release layout, generated photos (tests/photos.py), the
+The same tooling as the browser test (tests/serve/test_app_browser.py): a
+random-weight checkpoint in the release layout, generated photos (tests/support/photos.py), the
 index built by ``vseimageencoder index``, ``vseimageencoder serve`` on 127.0.0.1, Debian's
 Chromium driven by selenium. The photos are synthetic and the weights random, so the
 ranking shows the page, not the model's quality.

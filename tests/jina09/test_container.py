@@ -168,7 +168,7 @@ def test_flow_uses_docker_through_podman_socket(image, release):
     try:
         with ctr.docker_api():
             # timeout_ctrl longer than the container's start-up: see the README's docker://
-            # note and benchmarks/docker_readiness.py, which measures the hang it avoids.
+            # note and docs/containers.md, whose table (measured by a retired script) shows the hang it avoids.
             got, _ = run_in_fresh_process(ctr.flow_with_docker_uses, tag, _images(),
                                           DOCKER_TIMEOUT_CTRL_MS, timeout=240)
     finally:

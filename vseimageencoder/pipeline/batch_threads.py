@@ -61,7 +61,7 @@ def embed_in_lanes(model, paths: Sequence, load: Callable, write: Callable, batc
         if not getattr(local, 'threads_set', False):
             # OpenMP's thread count is per calling thread: a new thread starts with the
             # machine's, and its first forward pass would start a team of that size on top
-            # of the other lanes' (checked in tests/unit/test_thread_budget.py).
+            # of the other lanes' (checked in tests/pipeline/test_thread_budget.py).
             torch.set_num_threads(torch_threads)
             local.threads_set = True
         batch = np.empty((len(chunk), CHANNELS, CROP, CROP), np.float32)

@@ -62,7 +62,7 @@ def transform_decoded(images: Sequence, orientations: Sequence[int]):
     ``(B, 3, 224, 224)`` on that device: turned upright, resized (short side 256,
     antialiased bilinear), centre-cropped to 224, rounded to 8-bit levels, normalised with
     the ImageNet mean and std: the ``exact`` geometry, within about one grey level of PIL's
-    (``tests/unit/test_gpu_decode.py`` bounds the difference). Also runs on ``device='cpu'``."""
+    (``tests/pipeline/test_cuda_decode.py`` bounds the difference). Also runs on ``device='cpu'``."""
     import torch
     import torch.nn.functional as F
 
