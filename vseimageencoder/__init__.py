@@ -3,7 +3,6 @@ jina 0.9 is installed, importing this package registers the executors' YAML tags
 """
 from vseimageencoder._version import __version__
 from vseimageencoder.jina09.yaml_tags import install as _install_yaml_tags
-from vseimageencoder.jina09.offline import jina09_installed as _jina09_installed  # noqa: F401
 
 __all__ = ['VSEImageEncoder', 'VSETextEncoder', '__version__']
 

@@ -1,7 +1,6 @@
 """Provenance: what an index records about the checkpoint that embedded it, and the one check
 that a checkpoint (and its embedding width) may be used with an index. No torch."""
 import os
-from pathlib import Path
 from typing import Optional, Union
 
 from vseimageencoder.index.name_escaping import escape, unescape
@@ -68,6 +67,3 @@ def check_width(subject: PathLike, dim: int, source: PathLike, width: int, remed
                                       % (escape(str(subject)), dim, escape(str(source)), width,
                                          ': ' + remedy if remedy else ''))
 
-
-__all__ = ['record', 'recorded_checkpoint', 'default_model_path', 'check_checkpoint', 'check_width',
-           'ProvenanceMismatchError', 'Path']
