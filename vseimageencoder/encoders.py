@@ -10,19 +10,14 @@ import numpy as np
 
 from vseimageencoder.release.checkpoint import load_tower
 from vseimageencoder.release.locate import DEFAULT_SEARCH_DIRS, resolve_checkpoint_path
-from vseimageencoder.model.inference import PRECISIONS, InferenceTower, check_device
+from vseimageencoder.model.inference import InferenceTower, check_device
+from vseimageencoder.model.precisions import check_precision  # noqa: F401  (public: the front ends use it)
 from vseimageencoder.images.checks import check_feature_batch, check_image_batch, normalize_channel_axis
 from vseimageencoder.images.transform import check_resize, DEFAULT_RESIZE, transform_batch
 
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
-
-
-def check_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise ValueError('precision=%r is not one of %s' % (precision, ', '.join(PRECISIONS)))
-    return precision
 
 
 def check_fuse(fuse) -> Optional[bool]:

@@ -7,12 +7,7 @@ import numpy as np
 import pytest
 
 from vseimageencoder.images import read
-from vseimageencoder.pipeline.prefetch import PrefetchReader, default_readers, read_in_order
-
-
-def test_default_readers():
-    assert default_readers(1) == 1 and default_readers(2) == 1 and default_readers(8) == 4
-    assert default_readers(64) == 8
+from vseimageencoder.pipeline.prefetch import PrefetchReader, read_in_order
 
 
 def test_reader_keeps_order_skips_and_bounds_what_is_ahead():

@@ -63,7 +63,7 @@ def add_resize(parser, recorded=False):
 
     parser.add_argument('--resize', default=None if recorded else DEFAULT_RESIZE, choices=RESIZE_MODES,
                         help='fast: decode JPEGs at 1/2 to 1/8 scale and resize only the crop '
-                             '(embeddings within cosine 0.999 of exact, measured); exact: the faithful '
+                             '(close to exact: docs/speed.md); exact: the faithful '
                              'transform, full decode then resize; a CUDA --device always uses the exact '
                              'geometry, decoding JPEGs on the GPU (default: %s%s)'
                              % ('what the index records, else ' if recorded else '', DEFAULT_RESIZE))
@@ -127,7 +127,7 @@ def add_fuse(parser, help=None):
 
     parser.add_argument('--fuse', default='auto', choices=tuple(FUSE_CHOICES),
                         help=help or ('compile the CPU tower with oneDNN Graph fusion before the first '
-                                      'batch (a few seconds once, then faster batches: see '
+                                      'batch (a one-off cost at start, then faster batches: see '
                                       'docs/speed.md); auto: in bf16 or fp16, for %d images or more '
                                       '(default: auto)' % FUSE_MIN_IMAGES))
 

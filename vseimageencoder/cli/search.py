@@ -8,6 +8,8 @@ from vseimageencoder.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, lo
 
 
 def add_parser(sub):
+    from vseimageencoder.index.store import ANN_THRESHOLD
+
     s = sub.add_parser('search', help='rank the images of an index by similarity to captions or an image',
                        description='Rank the images of INDEX (a folder `vseimageencoder index` keeps, or '
                                    'the INDEX.npy and INDEX.files.txt `vseimageencoder encode` wrote) by '
@@ -30,9 +32,10 @@ def add_parser(sub):
     options.add_device(s)
     options.add_precision(s, 'tower precision')
     how = s.add_mutually_exclusive_group()
-    how.add_argument('--exact', action='store_true', help='scan every row (the default below 50,000 rows)')
+    how.add_argument('--exact', action='store_true',
+                     help='scan every row (the default below {:,} rows)'.format(ANN_THRESHOLD))
     how.add_argument('--ann', action='store_true',
-                     help='use the approximate index (the default from 50,000 rows on)')
+                     help='use the approximate index (the default from {:,} rows on)'.format(ANN_THRESHOLD))
 
 
 class _Refused(Exception):

@@ -40,8 +40,8 @@ def add_parser(sub):
                         '(default: %(default)d; 1 answers them one by one)')
     options.add_batch_size(s, 32, 'with --photos: images per forward pass while indexing')
     options.add_fuse(s, help='compile the CPU image tower with oneDNN Graph fusion for single photo '
-                             'queries at start (a second or two; the tower 2.5x faster at batch 1 in '
-                             'bf16: see docs/speed.md); auto: when the towers run bf16 or fp16; with '
+                             'queries at start (a one-off cost; faster single-photo passes in bf16: '
+                             'see docs/speed.md); auto: when the towers run bf16 or fp16; with '
                              '--photos, indexing fuses as `index --fuse` does (default: auto)')
     options.add_progress(s)
 

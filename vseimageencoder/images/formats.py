@@ -17,5 +17,8 @@ FORMATS = {
 IMAGE_SUFFIXES = frozenset(FORMATS)
 #: Pillow formats that may be decoded; anything else is refused unopened.
 ALLOWED_FORMATS = tuple(dict.fromkeys(FORMATS.values()))
+#: The formats ``Image.open(formats=...)`` is given: MPO has no opener of its own (JPEG's
+#: opens it and returns an MPO image), and naming it there is a KeyError.
+OPENERS = tuple(f for f in ALLOWED_FORMATS if f != 'MPO')
 #: The allowed formats as users name them, for messages.
-FORMAT_NAMES = ('JPEG', 'PNG', 'WebP', 'GIF', 'BMP', 'TIFF')
+FORMAT_NAMES = tuple({'WEBP': 'WebP'}.get(f, f) for f in ALLOWED_FORMATS)

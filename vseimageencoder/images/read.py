@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from vseimageencoder.images.formats import ALLOWED_FORMATS, FORMAT_NAMES
+from vseimageencoder.images.formats import FORMAT_NAMES, OPENERS
 
 
 # --------------------------------------------------------------------------- raw images
@@ -21,7 +21,7 @@ class ImageReadError(ValueError):
 
 
 class ImageFormatError(ImageReadError):
-    """The file is not in one of :data:`ALLOWED_FORMATS` (EPS, PDF, PSD, ... are refused
+    """The file is not in one of :data:`~vseimageencoder.images.formats.ALLOWED_FORMATS` (EPS, PDF, PSD, ... are refused
     unopened: some of Pillow's decoders call out to other programs, Ghostscript for EPS)."""
 
 
@@ -135,12 +135,11 @@ def _read(path, min_short):
 
 
 def _open_allowed(fp, path):
-    """``Image.open`` restricted to :data:`ALLOWED_FORMATS`; ImageFormatError otherwise."""
+    """``Image.open`` restricted to :data:`~vseimageencoder.images.formats.ALLOWED_FORMATS`; ImageFormatError otherwise."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        # MPO has no opener of its own: JPEG's opens it (and returns an MPO image).
-        return Image.open(fp, formats=[f for f in ALLOWED_FORMATS if f != 'MPO'])
+        return Image.open(fp, formats=OPENERS)
     except UnidentifiedImageError:
         try:
             fp.seek(0)

@@ -23,14 +23,9 @@ require_jina09()  # before jina's own imports: a clear error on Python 3.10+ or 
 from jina.executors.decorators import batching  # noqa: E402
 from jina.executors.encoders.frameworks import BaseTorchEncoder  # noqa: E402
 
-from vseimageencoder.images.checks import normalize_channel_axis
-
-from vseimageencoder.images.transform import check_resize, DEFAULT_RESIZE  # noqa: E402
-
-
-def _check_precision(precision: str) -> str:
-    from vseimageencoder.encoders import check_precision
-    return check_precision(precision)
+from vseimageencoder.images.checks import normalize_channel_axis  # noqa: E402
+from vseimageencoder.images.transform import DEFAULT_RESIZE, check_resize  # noqa: E402
+from vseimageencoder.model.precisions import check_precision  # noqa: E402
 
 
 class _VSEExecutor(BaseTorchEncoder):
@@ -117,7 +112,7 @@ class VSEImageEncoder(_VSEExecutor):
         # ``pool_strategy`` (hub 0.0.x) never applied: the tower's output is already a vector.
         self.model_path = self._model_path(model_path, path)
         self.channel_axis = normalize_channel_axis(channel_axis)
-        self.precision = _check_precision(precision)
+        self.precision = check_precision(precision)
         self.resize = check_resize(resize)
         from vseimageencoder.encoders import check_fuse
         self.fuse = check_fuse(fuse)
@@ -171,7 +166,7 @@ class VSETextEncoder(_VSEExecutor):
         super().__init__(*args, **kwargs)
         self.model_path = self._model_path(model_path, path)
         self.vocab_path = vocab_path
-        self.precision = _check_precision(precision)
+        self.precision = check_precision(precision)
 
     def post_init(self):
         super().post_init()

@@ -2,14 +2,13 @@
 less time (pure torch, no jina).
 """
 import logging
-import os
 from typing import Optional, Union
 
 import torch
 from torch import nn
 
 from vseimageencoder.model.image import VSEImageTower, l2_normalize
-from vseimageencoder.model.precisions import PRECISIONS
+from vseimageencoder.model.precisions import PRECISIONS, check_precision  # noqa: F401  (PRECISIONS: also read from here)
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +55,7 @@ def cpu_has_fast_fp16() -> bool:
 def resolve_precision(precision: str, device: Union[str, torch.device] = 'cpu') -> str:
     """``fp32``/``bf16``/``fp16`` as given; ``auto`` picks fp16 on CUDA, bf16 on CPUs with bf16
     hardware, else fp32. Raises ValueError naming an unknown precision."""
-    if precision not in PRECISIONS:
-        raise ValueError('precision=%r is not one of %s' % (precision, ', '.join(PRECISIONS)))
+    check_precision(precision)
     device = torch.device(device)
     if precision != 'auto':
         if device.type == 'cpu' and precision in ('bf16', 'fp16'):

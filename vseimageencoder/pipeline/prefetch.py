@@ -1,6 +1,5 @@
 """Reading and transforming image files ahead of the tower, on threads, in input order."""
 import logging
-import os
 import threading
 import time
 from typing import Callable, Iterator, Optional, Sequence, Tuple, TypeVar
@@ -8,14 +7,6 @@ from typing import Callable, Iterator, Optional, Sequence, Tuple, TypeVar
 logger = logging.getLogger(__name__)
 
 T = TypeVar('T')
-
-
-def default_readers(cpus: Optional[int] = None) -> int:
-    """Half of ``cpus`` (None: ``os.cpu_count()``), at least 1 and at most 8: a reader count
-    for threads feeding a tower that keeps the other cores busy. ``encode`` does not use it:
-    its lanes default to one per core (:func:`~vseimageencoder.pipeline.thread_budget.thread_budget`)."""
-    cpus = cpus or os.cpu_count() or 1
-    return max(1, min(8, cpus // 2))
 
 
 class PrefetchReader:

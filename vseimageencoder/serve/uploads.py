@@ -20,25 +20,21 @@ def probe(data: bytes):
     """
     from PIL import Image, UnidentifiedImageError
 
-    from vseimageencoder.images.formats import ALLOWED_FORMATS
+    from vseimageencoder.images.formats import FORMAT_NAMES, OPENERS
 
     if not data:
         raise BadRequest('the upload is empty: send a photo (JPEG, PNG, ...) as the multipart '
                          'field "image" or as the request body')
-    # Image.open(formats=...) raises KeyError for a name without an opener of its own (MPO
-    # images come from the JPEG opener); Image.init() registers every opener first.
-    Image.init()
-    openers = [f for f in ALLOWED_FORMATS if f in Image.OPEN]
     try:
         # Image.open reads the header only; the pixel data stays undecoded until load().
-        with Image.open(io.BytesIO(data), formats=openers) as img:
+        with Image.open(io.BytesIO(data), formats=OPENERS) as img:
             return img.format, img.size[0], img.size[1]
     except Image.DecompressionBombError as e:
         # Pillow's guard, past twice its MAX_IMAGE_PIXELS; its message gives the count.
         raise TooLarge('the uploaded image declares too many pixels to decode: %s' % e) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
         raise BadRequest('the upload (%d bytes) is not an image: %s (accepted: %s)'
-                         % (len(data), _reason(e), ', '.join(ALLOWED_FORMATS))) from None
+                         % (len(data), _reason(e), ', '.join(FORMAT_NAMES))) from None
 
 
 def _reason(e: Exception) -> str:

@@ -248,10 +248,12 @@ class Trainer:
             raise TrainingError('--epochs must be 0 or more, got %r' % o.epochs)
         if o.karpathy and not o.images:
             raise TrainingError('--karpathy needs --images ROOT, the folder its images are in')
-        from vseimageencoder.model.inference import (DTYPES, PRECISIONS, DeviceUnavailableError, check_device,
-                                 resolve_precision)
-        if o.precision not in PRECISIONS:
-            raise TrainingError('--precision %r is not one of %s' % (o.precision, ', '.join(PRECISIONS)))
+        from vseimageencoder.model.inference import DTYPES, DeviceUnavailableError, check_device, resolve_precision
+        from vseimageencoder.model.precisions import check_precision
+        try:
+            check_precision(o.precision)
+        except ValueError as e:
+            raise TrainingError('--%s' % e) from None
         self.o = o
         self.out = Path(o.out)
         try:
