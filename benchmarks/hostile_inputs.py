@@ -6,7 +6,7 @@ Each case runs in a child process of its own and reports that process's peak res
 memory (VmHWM) and what happened, for:
 
 - a 12,500 x 12,500 all-black RGB PNG of about 0.5 MB (just under Pillow's bomb limit):
-  plain ``PIL.Image.open(path).convert('RGB')`` against ``preprocess.transform(path)``;
+  plain ``PIL.Image.open(path).convert('RGB')`` against ``images.transform.transform(path)``;
 - a zip checkpoint whose one storage record is 512 MiB of zeros, deflated to about 0.5 MB:
   plain ``torch.load(weights_only=True)`` against ``checkpoint.read_checkpoint``;
 - a checkpoint whose fc.weight is a stride-0 view claiming 100,000 x 4,096 floats (1.6 GB)

@@ -9,7 +9,7 @@ a checkpoint in the VSE++ release layout with random weights, then embeds every 
 ``resize='exact'`` (full decode, bilinear short side 256, crop 224) and ``resize='fast'``
 with the fp32 tower. Also the raw-pixel path: each decoded image as a uint8 batch of one
 through ``transform_batch`` both ways. Prints a markdown table and the worst cosine, which
-decides ``preprocess.DEFAULT_RESIZE`` (fast only if >= 0.999).
+decides ``images.transform.DEFAULT_RESIZE`` (fast only if >= 0.999).
 
 Random weights are not trained ones, and a deep random tower maps every image close to one
 direction (the cosine between embeddings of *different* photos is printed: about 0.9995 for

@@ -1,4 +1,4 @@
-"""The README and docs/ as written (issue 19): every command block says whether it runs, and
+"""The README and docs/ as written: every command block says whether it runs, and
 every block marked to run does, as shown, in order, in the environment running the tests,
 against random-weight checkpoints, with nothing leaving 127.0.0.1. A page whose blocks use
 jina 0.9 (JINA09_PAGES) runs in .venv only (marked jina09); the others in both environments.

@@ -145,7 +145,7 @@ def test_bad_folders_are_named_and_left_alone(tmp_path, small_release):
     assert r.returncode == 2 and 'missing.png' in r.stderr
     assert not (tmp_path / 'new' / 'manifest.json').exists()
 
-    # .npy indices search refuses with a named error, never a traceback (issue 18.9).
+    # .npy indices search refuses with a named error, never a traceback.
     from vseimageencoder.index import PairWriter
     nan = np.ones((2, 1024), np.float32)
     nan[1, 7] = np.nan

@@ -1,4 +1,4 @@
-"""Input the towers cannot embed meaningfully is refused by name (issue 19.6): NaN or
+"""Input the towers cannot embed meaningfully is refused by name: NaN or
 infinite float pixels or features, and a channel axis between the spatial axes."""
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Hostile and odd image inputs (issue 18, items 1 and 8): FIFOs, devices and sockets
+"""Hostile and odd image inputs: FIFOs, devices and sockets
 named as images, Ctrl-C while a reader is blocked, formats outside the allow-list, and
 images whose decode would take gigabytes. Runs the real ``encode`` command, real reader
 threads on real FIFOs and real files; memory is measured in child processes."""
@@ -91,7 +91,7 @@ def test_fifo_device_socket_and_directory_are_refused_by_name(tmp_path):
 
 
 def test_encode_skips_a_fifo_named_like_a_photo(tmp_path, small_release):
-    # Was: the run hung for good, a reader blocked opening the FIFO.
+    # Unguarded, the run hangs for good: a reader blocks opening the FIFO.
     photos = tmp_path / 'photos'
     photos.mkdir()
     Image.fromarray(np.full((64, 80, 3), 120, np.uint8)).save(str(photos / 'a.jpg'))
@@ -151,7 +151,7 @@ def test_ctrl_c_ends_a_run_whose_readers_are_blocked_in_io(tmp_path):
             proc.wait()
     out = proc.stdout.read()
     assert 'interrupted' in out, proc.stderr.read()
-    assert took < 1.0, took  # was: waited for the readers for good
+    assert took < 1.0, took  # not: waiting for the readers for good
     assert proc.returncode == 0
 
 

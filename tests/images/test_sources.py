@@ -192,7 +192,7 @@ def test_bad_settings_named(tmp_path):
 
 def _hung_resolver_skip_reason():
     if os.geteuid() != 0:
-        return 'needs root: a private mount namespace and a DNS socket on 127.0.0.1:53'
+        return 'needs root: a private mount namespace and a DNS socket on a loopback port 53'
     if shutil.which('unshare') is None or shutil.which('mount') is None:
         return 'needs unshare and mount (util-linux)'
     return None
@@ -202,15 +202,22 @@ def _hung_resolver_skip_reason():
 def test_a_hung_resolver_costs_the_deadline_not_the_resolver_timeout(tmp_path):
     """A resolver that never answers: getaddrinfo alone would wait its own 30 s; the fetch
     gives up at the request's deadline. Real glibc resolution in a child process whose
-    /etc/resolv.conf (bind-mounted in a private mount namespace) names a DNS 'server' on
-    127.0.0.1 that reads queries and never replies, so no query leaves this machine."""
+    /etc/resolv.conf (bind-mounted in a private mount namespace) names a DNS 'server' on a
+    loopback address that reads queries and never replies, so no query leaves this machine."""
     import socket
+    # Port 53 of some loopback address (all of 127/8 is this machine): the other
+    # environment's run of this test may hold one at the same time.
     dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        dns.bind(('127.0.0.1', 53))
-    except OSError as e:
+    for last in range(1, 60):
+        host = '127.0.53.%d' % last
+        try:
+            dns.bind((host, 53))
+            break
+        except OSError as e:
+            taken = e
+    else:
         dns.close()
-        pytest.skip('127.0.0.1:53 is taken (%s): no place for the silent resolver' % e)
+        pytest.skip('port 53 of 127.0.53.1-59 is taken (%s): no place for the silent resolver' % taken)
     queries = []
 
     def swallow():
@@ -220,7 +227,7 @@ def test_a_hung_resolver_costs_the_deadline_not_the_resolver_timeout(tmp_path):
             except OSError:
                 return
     threading.Thread(target=swallow, daemon=True).start()
-    (tmp_path / 'resolv.conf').write_text('nameserver 127.0.0.1\noptions timeout:30 attempts:1\n')
+    (tmp_path / 'resolv.conf').write_text('nameserver %s\noptions timeout:30 attempts:1\n' % host)
     (tmp_path / 'nsswitch.conf').write_text('hosts: files dns\n')
     child = ("import time\n"
              "from vseimageencoder.images.sources import SourcePolicy, SourceRefused\n"
@@ -234,7 +241,7 @@ def test_a_hung_resolver_costs_the_deadline_not_the_resolver_timeout(tmp_path):
     script = ('mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/nsswitch.conf && '
               'exec "$3" -c "$4"')
     # The netguard audit hook (tests/support/netguard) refuses lookups of names beyond this
-    # machine; in this child every lookup goes to the silent resolver on 127.0.0.1.
+    # machine; in this child every lookup goes to the silent resolver on loopback.
     env = {k: v for k, v in os.environ.items() if k != 'VSE_NETGUARD'}
     try:
         out = subprocess.run(['unshare', '--mount', '--propagation', 'private', 'sh', '-c', script, 'sh',

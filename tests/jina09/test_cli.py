@@ -1,6 +1,6 @@
-"""jina 0.9.33's `jina` command asks api.jina.ai for the latest version before every command
-(issue 19.9); `python -m vseimageencoder.jina09.cli`, which the pod image's entrypoint runs,
-is the same command line without that. An audit hook in the child (tests/support/netguard)
+"""jina 0.9.33's `jina` command asks api.jina.ai for the latest version before every command;
+`python -m vseimageencoder.jina09.cli`, which the pod image's entrypoint runs, is the same
+command line without that. An audit hook in the child (tests/support/netguard)
 records every name lookup or connection beyond 127.0.0.1."""
 import os
 import subprocess

@@ -1,4 +1,4 @@
-"""examples/cross_modal/cross_modal.py as users run it (issue 19.7): results alone on stdout
+"""examples/cross_modal/cross_modal.py as users run it: results alone on stdout
 (jina 0.9.33's log lines on stderr), a query image that cannot be read and a workspace that
 was never indexed are errors that create nothing."""
 import subprocess

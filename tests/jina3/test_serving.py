@@ -106,7 +106,7 @@ def test_crossmodal_example(release, pixels, tmp_path):
                         '--query', 'a dog', 'children in the snow', '--top-k', '3'],
                        cwd=str(REPO), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    # The results alone on stdout (issue 19.7: `> hits.json` must work); jina's logs on stderr.
+    # The results alone on stdout (`> hits.json` must work); jina's logs on stderr.
     results = json.loads(r.stdout)
     assert 'Flow' in r.stderr or 'executor' in r.stderr.lower()
     assert [q['query'] for q in results] == ['a dog', 'children in the snow']

@@ -1,4 +1,4 @@
-"""A device the machine lacks (issue 19.4): one line naming it and what is available, exit 2
+"""A device the machine lacks: one line naming it and what is available, exit 2
 from the command line, a named error from the Python API and the jina 0.9 executors, all
 raised before any checkpoint is read. The device asked for is one past the last CUDA device,
 which no machine has, so these run the same with or without a GPU."""

@@ -1,4 +1,4 @@
-"""Hostile checkpoints and vocabularies (issue 18, items 2 and 3): pickles nested deep enough
+"""Hostile checkpoints and vocabularies: pickles nested deep enough
 to crash the process, sizes that would allocate far more than the file holds. Each is
 loaded in a child process (tests/support/processes-style subprocess), so a regression shows as a
 crash or a memory figure there, never takes the test run down."""
@@ -152,7 +152,7 @@ def test_scanner_op_limit_and_plain_data():
 # ----------------------------------------------------------------------- checkpoints: nesting
 
 def test_deep_tuple_key_in_legacy_checkpoint_is_refused_not_a_crash(crash_cases):
-    out = crash_cases.result('legacy_deep')  # was: exit -11 (SIGSEGV)
+    out = crash_cases.result('legacy_deep')  # unguarded: exit -11 (SIGSEGV)
     assert out.startswith('UnsafeCheckpointError') and 'deeper than' in out, out
     assert str(crash_cases.paths['legacy_deep']) in out
 
@@ -186,7 +186,7 @@ def test_stride0_weight_claiming_more_than_its_storage_is_refused(tmp_path, lega
 
 
 def test_embed_size_beyond_any_model_is_named_not_an_allocator_error(crash_cases):
-    # Was: a raw allocator RuntimeError from building a Linear(512, 10^9).
+    # Unguarded: a raw allocator RuntimeError from building a Linear(512, 10^9).
     out = crash_cases.result('embed_1e9')
     assert out.startswith('CheckpointLimitError'), out
 

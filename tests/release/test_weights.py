@@ -111,7 +111,7 @@ def test_broken_transfer_leaves_nothing(tmp_path, archive):
         r = run_cli(NAME, '--source', server.url, '--dest', dest, '--no-vocab')
     assert r.returncode == 1
     assert 'nothing written' in r.stderr and NAME in r.stderr
-    assert not dest.exists()  # not even the folder it created (issue 19.5)
+    assert not dest.exists()  # not even the folder it created
 
 
 def test_unknown_model_named_with_known_list(tmp_path):
@@ -274,7 +274,7 @@ def test_download_api_returns_checkpoint_and_fetches_vocab(tmp_path, archive, vo
     assert e.value.checkpoint == tmp_path / 'c' / 'model_best.pth.tar' and e.value.checkpoint.is_file()
 
 
-# ----------------------------------------------------------------------- hostile sources (issue 18.6)
+# ----------------------------------------------------------------------- hostile sources
 
 class DripServer:
     """A real HTTP server on 127.0.0.1 announcing ``length`` bytes of a tar and sending
@@ -340,8 +340,8 @@ def _timed_cli(*args):
 
 
 def test_stalled_source_fails_fast_and_leaves_nothing(tmp_path):
-    # One byte every 2 s: each receive succeeds, so a per-read timeout never fires (was: ran
-    # past 80 s). The stall timeout counts bytes per window instead.
+    # One byte every 2 s: each receive succeeds, so a per-read timeout never fires (unguarded, it
+    # ran past 80 s). The stall timeout counts bytes per window instead.
     dest = tmp_path / 'new' / 'pretrained'
     member = 'runs/%s/model_best.pth.tar' % NAME
     with DripServer(member_header(member, 10_000_000), 10_000_512, every=2.0) as server:
@@ -350,7 +350,7 @@ def test_stalled_source_fails_fast_and_leaves_nothing(tmp_path):
     assert r.returncode == 1, r.stderr
     assert 'stalled' in r.stderr and server.url in r.stderr
     assert took < 20, took
-    assert not (tmp_path / 'new').exists()  # no empty folders left behind (issue 19.5)
+    assert not (tmp_path / 'new').exists()  # no empty folders left behind
 
 
 def test_overall_deadline(tmp_path):
@@ -366,7 +366,7 @@ def test_overall_deadline(tmp_path):
 
 
 def test_member_declaring_too_many_bytes_is_refused_before_writing(tmp_path):
-    # Was: a member declaring 10^11 bytes was written until the disk or the server gave out.
+    # Unguarded, a member declaring 10^11 bytes is written until the disk or the server gives out.
     member = 'runs/%s/model_best.pth.tar' % NAME
     archive = tmp_path / 'huge.tar'
     archive.write_bytes(member_header(member, 10 ** 11) + bytes(1 << 20))
@@ -389,7 +389,7 @@ def test_max_bytes_flag_overrides_the_cap(tmp_path, archive):
 
 
 def test_member_names_match_exactly(tmp_path):
-    # Was: '../runs/<name>/model_best.pth.tar' was taken for the model (leading dots stripped).
+    # Unguarded, '../runs/<name>/model_best.pth.tar' is taken for the model (leading dots stripped).
     other = tmp_path / 'other.tar'
     with tarfile.open(str(other), 'w') as tar:
         for name in ('../runs/%s/model_best.pth.tar' % NAME, '.runs/%s/model_best.pth.tar' % NAME):
@@ -435,7 +435,7 @@ def test_sigterm_removes_the_part_file_and_the_new_folder(tmp_path):
     err = proc.stderr.read()
     assert proc.returncode == 143, err
     assert 'terminated' in err
-    assert not dest.exists()  # was: the .part file stayed (1.4 GB in the issue)
+    assert not dest.exists()  # not: the .part file left behind
 
 
 def test_failed_download_removes_only_folders_it_created(tmp_path):

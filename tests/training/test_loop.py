@@ -157,7 +157,7 @@ def test_damaged_or_foreign_checkpoints_are_named(shapes, tmp_path, trained):
 
 
 def test_a_missing_device_is_one_named_error_and_nothing_written(shapes, tmp_path):
-    """train goes through the device check every front end shares (issue 19.4): a device the
+    """train goes through the device check every front end shares: a device the
     machine lacks is a TrainingError naming it, before any file is written."""
     with pytest.raises(TrainingError, match=r"device='cuda:99' is not available.*available here"):
         train(_opts(shapes, tmp_path / 'dev', epochs=1, device='cuda:99'))
