@@ -237,3 +237,15 @@ def test_import_registers_both_yaml_tags(release_1layer, repo_root):
     result = [l for l in r.stdout.splitlines() if l.startswith('RESULT ')]  # jina logs to stdout
     assert result and result[-1].split()[1:3] == ['vseimageencoder.jina09.executor', 'vseimageencoder.jina09.executor']
     assert result[-1].endswith('(1, 32)')
+
+
+def test_a_precomputed_feature_model_is_refused_where_pixels_are_embedded(tmp_path):
+    # encode, index, search --image and serve all ask the core this one question.
+    from vseimageencoder.encoders import ImageEncoder
+    path = tmp_path / 'precomp' / 'model_best.pth.tar'
+    write_release_checkpoint(path, precomp=True, embed_size=16, img_dim=32)
+    core = ImageEncoder(str(path))
+    with pytest.raises(ValueError, match=r'precomputed-feature model \(f30k_precomp\); indexing image files needs'):
+        core.require_backbone('indexing image files')
+    write_release_checkpoint(tmp_path / 'cnn' / 'model_best.pth.tar', 'resnet18', embed_size=16)
+    ImageEncoder(str(tmp_path / 'cnn')).require_backbone('indexing image files')  # no error

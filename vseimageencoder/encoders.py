@@ -60,6 +60,13 @@ class ImageEncoder:
     def embed_size(self) -> int:
         return self.options.embed_size
 
+    def require_backbone(self, purpose: str) -> None:
+        """Raise ValueError naming the checkpoint and ``purpose`` (e.g. "indexing image files")
+        when this is a precomputed-feature model, which has no CNN to run on pixels."""
+        if self.options.precomputed:
+            raise ValueError('%s is a precomputed-feature model (%s); %s needs a model with a CNN backbone'
+                             % (self.checkpoint_path, self.options.data_name, purpose))
+
     def describe(self) -> str:
         return 'VSE++ image tower ready on %s: %s, %s, %d-d embeddings, from %s' % (
             self.device, self.options.cnn_type or 'precomputed features', self.precision,

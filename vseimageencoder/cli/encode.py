@@ -26,9 +26,7 @@ def encode_files(paths: List[Path], model_path: str, out: Path, batch_size: int 
 
     resize, readers = reading_options(resize, readers)  # bad values fail before the load
     core = ImageEncoder(model_path, precision=precision, device=device, resize=resize)
-    if core.options.precomputed:
-        raise ValueError('%s is a precomputed-feature model (%s); encoding image files needs a '
-                         'model with a CNN backbone' % (core.checkpoint_path, core.options.data_name))
+    core.require_backbone('encoding image files')
     prov = provenance.record(core.checkpoint_path, resize, core.precision, core.options)
     prov.pop('checkpoint')  # a path of this machine, of any length: not in the fixed-size header
     return write_embeddings(core.model, core.embed_size, paths, out, batch_size, progress, resize,

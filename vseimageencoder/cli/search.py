@@ -134,9 +134,7 @@ def _embed_images(checkpoint, args, prov, dim):
 
     resize = (prov or {}).get('resize') or DEFAULT_RESIZE
     encoder = ImageEncoder(checkpoint, precision=args.precision, device=args.device, resize=resize)
-    if encoder.options.precomputed:
-        raise ValueError('%s is a precomputed-feature model; --image needs one with a CNN backbone'
-                         % encoder.checkpoint_path)
+    encoder.require_backbone('searching by --image')
     _check_width(args.index, dim, encoder)
     rows = []
     for f in args.image:

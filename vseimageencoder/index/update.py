@@ -212,9 +212,7 @@ def _embed(w: Writer, todo: List[_Found], live_before: Dict, model_path, batch_s
     checkpoint, precision, resize, rec, digest = _resolve_model(w, model_path, precision, resize, rebuild)
     resize, readers = reading_options(resize, readers)
     core = ImageEncoder(checkpoint, precision=precision, device=device, resize=resize)
-    if core.options.precomputed:
-        raise ValueError('%s is a precomputed-feature model (%s); indexing image files needs a model '
-                         'with a CNN backbone' % (core.checkpoint_path, core.options.data_name))
+    core.require_backbone('indexing image files')
     prov = provenance.record(core.checkpoint_path, resize, core.precision, core.options, digest)
     if rec and not rebuild and rec.get('precision') not in (None, core.precision):
         raise _mismatch(w.directory, rec, 'precision', core.precision, '--precision')

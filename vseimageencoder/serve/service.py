@@ -101,7 +101,7 @@ class SearchService:
                  precision: str = 'fp32', refresh_seconds: float = 2.0, max_batch: int = 64,
                  fuse: Optional[bool] = None):
         from vseimageencoder.encoders import ImageEncoder, TextEncoder
-        from vseimageencoder.index import ProvenanceMismatchError, open_index
+        from vseimageencoder.index import open_index
         from vseimageencoder.index import provenance as prov
 
         self.index_dir = Path(index_dir)
@@ -115,9 +115,7 @@ class SearchService:
         prov.check_width(self.index_dir, self._ix.dim, self.text.checkpoint_path, self.text.embed_size)
         kwargs = {'resize': provenance['resize']} if provenance.get('resize') else {}
         self.image = ImageEncoder(model_path, precision=precision, device=device, **kwargs)
-        if self.image.options.precomputed:
-            raise ProvenanceMismatchError('%s is a precomputed-feature model: it cannot embed photos'
-                                  % self.image.checkpoint_path)
+        self.image.require_backbone('serving photo queries')
         # Fused here, on the thread count the worker will use (torch's threads are per process).
         self.fused = self.image.fuse(1, fuse)
         if self.fused:
