@@ -26,7 +26,7 @@ VERSION = 1
 MANIFEST = 'manifest.json'
 LOCK = 'lock'
 
-#: Above this many live rows, search is approximate unless told otherwise.
+#: From this many live rows on, search is approximate unless told otherwise.
 ANN_THRESHOLD = 50000
 
 #: Names a crashed first run can leave in a folder that has no manifest yet.
@@ -399,7 +399,7 @@ class Index:
         """Per query, the ``k`` best live rows as ``(cosine, id)``, best first (all live rows
         when ``k`` exceeds them). ``exact``: True scans every row, False uses the approximate
         index (:class:`NoApproximateIndexError` when there is none), None picks the
-        approximate one above :attr:`ann_threshold` live rows when available. Scores are
+        approximate one from :attr:`ann_threshold` live rows on when available. Scores are
         true cosines either way. ``queries``: float (Q, D) (or (D,)); normalised here."""
         if k < 1:
             raise ValueError('k must be at least 1, got %d' % k)

@@ -91,8 +91,8 @@ class VSESearcher(Executor):
     :param resize: as ``precision``.
     :param k: matches per document when a request gives no ``parameters['k']``.
     :param exact: ``True`` always scans, ``False`` always uses the approximate index, ``None``
-        (default) the approximate one above ``ann_threshold`` rows.
-    :param ann_threshold: live rows above which search is approximate by default.
+        (default) the approximate one from ``ann_threshold`` rows on.
+    :param ann_threshold: the live row count from which search is approximate by default.
     :param lock_timeout: seconds an ``/index`` request waits for another replica's write.
     """
 
