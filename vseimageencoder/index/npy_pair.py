@@ -12,7 +12,7 @@ from typing import List, Optional, Union
 
 import numpy as np
 
-from vseimageencoder.files.atomic import commit, temp_beside
+from vseimageencoder.files.atomic import commit, discard, temp_beside
 from vseimageencoder.index.name_escaping import BadEscapeError, escape, unescape
 
 logger = logging.getLogger(__name__)
@@ -122,8 +122,7 @@ class PairWriter:
     def abort(self) -> None:
         for f, tmp in self._tmp:
             f.close()
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            discard(tmp)
         self._tmp = []
 
 

@@ -39,9 +39,11 @@ def default_model_path(provenance: Optional[dict]) -> str:
 
 
 def check_checkpoint(subject: PathLike, provenance: Optional[dict], checkpoint: PathLike,
-                     remedy: str, sha256: Optional[str] = None) -> str:
+                     remedy: str, sha256: Optional[str] = None, required: bool = False) -> str:
     """Refuse ``checkpoint`` for ``subject`` (an index folder or an embeddings file) unless its
-    sha256 is the one ``provenance`` records (nothing recorded: accepted).
+    sha256 is the one ``provenance`` records. Nothing recorded (an embeddings file written
+    before provenance was kept) is accepted, unless ``required`` (an index folder, which
+    always records it).
 
     Returns the checkpoint's sha256 (``sha256`` when the caller already has it). Raises
     :class:`ProvenanceMismatchError` naming the subject, both digests, both checkpoints and
@@ -50,7 +52,7 @@ def check_checkpoint(subject: PathLike, provenance: Optional[dict], checkpoint: 
 
     digest = sha256 or sha256_of(checkpoint)
     want = (provenance or {}).get('sha256')
-    if want and digest != want:
+    if (want or required) and digest != want:
         recorded = recorded_checkpoint(provenance)
         raise ProvenanceMismatchError(
             '%s was embedded with the checkpoint of sha256 %s%s, but %s has sha256 %s: %s'
@@ -66,4 +68,3 @@ def check_width(subject: PathLike, dim: int, source: PathLike, width: int, remed
         raise ProvenanceMismatchError('%s holds %d-d embeddings, but %s gives %d-d ones%s'
                                       % (escape(str(subject)), dim, escape(str(source)), width,
                                          ': ' + remedy if remedy else ''))
-

@@ -184,12 +184,11 @@ def _resolve_model(w: Writer, model_path, precision, resize, rebuild):
 
     rec = w.manifest['provenance'] if w.exists else {}
     if model_path is None:
-        model_path = provenance.recorded_checkpoint(rec) if not rebuild else None
-        model_path = model_path or 'pretrained'
+        model_path = (None if rebuild else provenance.recorded_checkpoint(rec)) or 'pretrained'
     checkpoint = resolve_checkpoint_path(model_path, list(DEFAULT_SEARCH_DIRS))
     digest = sha256_of(checkpoint)
     if rec and not rebuild:
-        provenance.check_checkpoint(w.directory, rec, checkpoint, sha256=digest,
+        provenance.check_checkpoint(w.directory, rec, checkpoint, sha256=digest, required=True,
                                     remedy='use that checkpoint, or --rebuild to embed everything again '
                                            'with this one')
         if precision is not None and precision != 'auto' and precision != rec.get('precision'):

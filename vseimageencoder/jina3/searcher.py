@@ -123,7 +123,7 @@ class VSESearcher(Executor):
             view = self._open()
             provenance.check_checkpoint(self.index_dir, view.provenance, checkpoint,
                                         remedy='give the model_path it was made with',
-                                        sha256=self.provenance['sha256'])
+                                        sha256=self.provenance['sha256'], required=True)
             provenance.check_width(self.index_dir, view.dim, checkpoint, self.dim)
         self.logger.info('VSESearcher on %s (shard %s of %d): %d rows'
                          % (self.index_dir, shard_id, shards, len(self._view) if self._view else 0))
@@ -171,7 +171,7 @@ class VSESearcher(Executor):
                 provenance.check_checkpoint(self.index_dir, w.manifest['provenance'], self.checkpoint,
                                             remedy='the index was rebuilt with another checkpoint '
                                                    'while this Executor ran; restart it with that one',
-                                            sha256=self.provenance['sha256'])
+                                            sha256=self.provenance['sha256'], required=True)
             old = w.view.entries() if w.view is not None else {}
             replaced = [old[urls[i]][0] for i in keep if urls[i] in old]
             w.remove(replaced)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional, Union
 
-from vseimageencoder.files.atomic import commit, temp_beside
+from vseimageencoder.files.atomic import commit, discard, temp_beside
 
 logger = logging.getLogger(__name__)
 
@@ -388,8 +388,7 @@ def fetch_member(source: str, member: str, target: Union[str, Path], identity: D
         commit(rec_tmp, record_path(target))
     except BaseException:
         for t in (tmp, tmp + RECORD_SUFFIX) if tmp else ():
-            if os.path.exists(t):
-                os.unlink(t)
+            discard(t)
         _remove_empty(created)
         raise
     finally:
